@@ -1,0 +1,145 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// SettingError is a bad setting, named by its variable suffix (TOKEN_URL);
+// the config layer adds the route's prefix.
+type SettingError struct {
+	Setting string
+	Err     error
+}
+
+func (e *SettingError) Error() string { return e.Setting + ": " + e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
+
+func settingErr(setting, format string, args ...any) error {
+	return &SettingError{Setting: setting, Err: fmt.Errorf(format, args...)}
+}
+
+// Built is a route's auth, ready to use.
+type Built struct {
+	Grant     Grant
+	GrantType GrantType
+	// QueryParam is set when the token travels in the query string.
+	QueryParam string
+	Upstream   *url.URL
+}
+
+// Build turns resolved settings (Apply already done) into a grant. It checks
+// that every credential the grant needs is there, so a route with a missing
+// secret fails at start-up, not on its first call.
+func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Built, error) {
+	var b Built
+	var err error
+	if s.UpstreamURL == "" {
+		return b, settingErr("UPSTREAM_URL", "is required")
+	}
+	if b.Upstream, err = parseHTTPURL(s.UpstreamURL); err != nil {
+		return b, &SettingError{Setting: "UPSTREAM_URL", Err: err}
+	}
+	if s.UpstreamURL != "" && b.Upstream.RawQuery != "" {
+		return b, settingErr("UPSTREAM_URL", "must not have a query string")
+	}
+
+	if s.Grant == "" {
+		b.GrantType, err = InferGrant(s)
+	} else {
+		b.GrantType, err = ParseGrantType(s.Grant)
+	}
+	if err != nil {
+		return b, &SettingError{Setting: "GRANT", Err: err}
+	}
+	if err := requireFor(b.GrantType, s); err != nil {
+		return b, err
+	}
+	for _, u := range []struct{ setting, value string }{
+		{"TOKEN_URL", s.TokenURL}, {"REFRESH_URL", s.RefreshURL}, {"AUTHORIZE_URL", s.AuthorizeURL},
+		{"REDIRECT_URL", s.RedirectURL}, {"REVOKE_URL", s.RevokeURL},
+	} {
+		if u.value == "" {
+			continue
+		}
+		if _, err := parseHTTPURL(u.value); err != nil {
+			return b, &SettingError{Setting: u.setting, Err: err}
+		}
+	}
+
+	switch s.Inject {
+	case "", "header":
+	case "query":
+		b.QueryParam = s.QueryParam
+		if b.QueryParam == "" {
+			b.QueryParam = "access_token"
+		}
+	default:
+		return b, settingErr("INJECT", "unknown injection %q (want header or query)", s.Inject)
+	}
+
+	ep := &Endpoint{ClientID: s.ClientID, ClientSecret: s.ClientSecret, Fields: StandardFields, Client: client, Now: now}
+	if s.ClientAuth != "" {
+		if ep.ClientAuth, err = ParseClientAuth(s.ClientAuth); err != nil {
+			return b, &SettingError{Setting: "CLIENT_AUTH", Err: err}
+		}
+	}
+	if ep.ClientID == "" || (ep.ClientAuth == ClientAuthBasic && ep.ClientSecret == "") {
+		// A public client: nothing to put in a Basic header.
+		ep.ClientAuth = ClientAuthNone
+	}
+	if s.TokenBody != "" {
+		if ep.Body, err = ParseBodyFormat(s.TokenBody); err != nil {
+			return b, &SettingError{Setting: "TOKEN_BODY", Err: err}
+		}
+	}
+
+	switch {
+	case p.NewGrant != nil:
+		b.Grant, err = p.NewGrant(s, ep, b.GrantType)
+	case b.GrantType == GrantStatic:
+		b.Grant = StaticGrant{AccessToken: s.AccessToken}
+	default:
+		b.Grant = &OAuth2Grant{
+			Type: b.GrantType, Endpoint: ep,
+			TokenURL: s.TokenURL, RefreshURL: s.RefreshURL, Scope: s.Scope,
+			Username: s.Username, Password: s.Password, RefreshToken: s.RefreshToken,
+		}
+	}
+	return b, err
+}
+
+// requireFor checks that the settings grant g needs are present.
+func requireFor(g GrantType, s Settings) error {
+	need := map[GrantType][]struct{ setting, value string }{
+		GrantStatic:            {{"ACCESS_TOKEN", s.AccessToken}},
+		GrantClientCredentials: {{"CLIENT_ID", s.ClientID}, {"CLIENT_SECRET", s.ClientSecret}, {"TOKEN_URL", s.TokenURL}},
+		GrantPassword:          {{"USERNAME", s.Username}, {"PASSWORD", s.Password}, {"TOKEN_URL", s.TokenURL}},
+		GrantRefreshToken:      {{"REFRESH_TOKEN", s.RefreshToken}, {"TOKEN_URL", s.TokenURL}},
+		GrantAuthorizationCode: {{"CLIENT_ID", s.ClientID}, {"TOKEN_URL", s.TokenURL}, {"AUTHORIZE_URL", s.AuthorizeURL}, {"REDIRECT_URL", s.RedirectURL}},
+	}
+	for _, n := range need[g] {
+		if n.value == "" {
+			return settingErr(n.setting, "is required for grant %s", g)
+		}
+	}
+	return nil
+}
+
+func parseHTTPURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the input; a URL may hold a secret, so say less.
+		return nil, errors.New("is not a valid URL")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("must be an absolute http:// or https:// URL")
+	}
+	if u.User != nil {
+		return nil, errors.New("must not carry credentials; use the route's credential variables")
+	}
+	return u, nil
+}

@@ -1,0 +1,186 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// ClientAuth is how the client proves who it is to the token endpoint.
+type ClientAuth int
+
+const (
+	// ClientAuthBasic sends client_id and client_secret as HTTP Basic
+	// credentials, RFC 6749 section 2.3.1.
+	ClientAuthBasic ClientAuth = iota
+	// ClientAuthBody sends them as members of the request body.
+	ClientAuthBody
+	// ClientAuthNone sends only client_id in the body: a public client.
+	ClientAuthNone
+)
+
+// ParseClientAuth reads the CLIENT_AUTH setting.
+func ParseClientAuth(s string) (ClientAuth, error) {
+	switch s {
+	case "basic":
+		return ClientAuthBasic, nil
+	case "body":
+		return ClientAuthBody, nil
+	case "none":
+		return ClientAuthNone, nil
+	}
+	return 0, fmt.Errorf("unknown client authentication %q (want basic, body or none)", s)
+}
+
+// BodyFormat is how a token request's members are encoded.
+type BodyFormat int
+
+const (
+	// FormBody is application/x-www-form-urlencoded, as RFC 6749 says.
+	FormBody BodyFormat = iota
+	// JSONBody is a JSON object of strings, as viewneo and movingimage want.
+	JSONBody
+)
+
+// ParseBodyFormat reads the TOKEN_BODY setting.
+func ParseBodyFormat(s string) (BodyFormat, error) {
+	switch s {
+	case "form":
+		return FormBody, nil
+	case "json":
+		return JSONBody, nil
+	}
+	return 0, fmt.Errorf("unknown token body format %q (want form or json)", s)
+}
+
+// Endpoint speaks one vendor's dialect of token requests.
+type Endpoint struct {
+	ClientID     string
+	ClientSecret string
+	ClientAuth   ClientAuth
+	Body         BodyFormat
+	Fields       Fields
+	// Client sends the requests; its timeout is not relied on, the context's is.
+	Client *http.Client
+	// Now is the clock expiries are computed from.
+	Now func() time.Time
+}
+
+// TokenRequest is one call to a token endpoint.
+type TokenRequest struct {
+	URL string
+	// Params go in the body, encoded as the endpoint's Body says.
+	Params url.Values
+	// Query is added to URL's query string, for vendors that want a member
+	// there (Veem's refresh token).
+	Query url.Values
+	// NoClientAuth leaves the client credentials out of this request, for a
+	// login that authenticates by username and password alone.
+	NoClientAuth bool
+}
+
+// Do sends req and parses the answer.
+func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
+	target, err := url.Parse(req.URL)
+	if err != nil {
+		return Token{}, fmt.Errorf("parsing token URL: %w", errors.Unwrap(err))
+	}
+	if len(req.Query) > 0 {
+		q := target.Query()
+		for k, vs := range req.Query {
+			q[k] = vs
+		}
+		target.RawQuery = q.Encode()
+	}
+
+	params := url.Values{}
+	for k, vs := range req.Params {
+		params[k] = vs
+	}
+	var basicUser, basicPass string
+	useBasic := false
+	if !req.NoClientAuth {
+		switch e.ClientAuth {
+		case ClientAuthBasic:
+			// RFC 6749 2.3.1: both parts are form-encoded before Basic
+			// encoding, so a secret with ':' or '%' survives.
+			basicUser, basicPass, useBasic = url.QueryEscape(e.ClientID), url.QueryEscape(e.ClientSecret), true
+		case ClientAuthBody:
+			params.Set("client_id", e.ClientID)
+			params.Set("client_secret", e.ClientSecret)
+		case ClientAuthNone:
+			if e.ClientID != "" {
+				params.Set("client_id", e.ClientID)
+			}
+		}
+	}
+
+	var body []byte
+	var contentType string
+	switch e.Body {
+	case JSONBody:
+		m := make(map[string]string, len(params))
+		for k := range params {
+			m[k] = params.Get(k)
+		}
+		body, err = json.Marshal(m)
+		if err != nil {
+			return Token{}, fmt.Errorf("encoding token request: %w", err)
+		}
+		contentType = "application/json"
+	default:
+		body = []byte(params.Encode())
+		contentType = "application/x-www-form-urlencoded"
+	}
+
+	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
+	if err != nil {
+		return Token{}, fmt.Errorf("building token request to %s: %w", safeURL(req.URL), errors.Unwrap(err))
+	}
+	httpReq.Header.Set("Content-Type", contentType)
+	httpReq.Header.Set("Accept", "application/json")
+	if useBasic {
+		httpReq.SetBasicAuth(basicUser, basicPass)
+	}
+
+	client := e.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(httpReq)
+	if err != nil {
+		// *url.Error repeats the URL, query and all; say it ourselves.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return Token{}, fmt.Errorf("calling token endpoint %s: %w", safeURL(req.URL), err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
+	if err != nil {
+		return Token{}, fmt.Errorf("reading answer of token endpoint %s: %w", safeURL(req.URL), err)
+	}
+	if len(answer) > MaxAnswerBytes {
+		return Token{}, fmt.Errorf("token endpoint %s answered more than %d bytes", safeURL(req.URL), MaxAnswerBytes)
+	}
+	now := time.Now
+	if e.Now != nil {
+		now = e.Now
+	}
+	fields := e.Fields
+	if fields.AccessToken == "" {
+		fields = StandardFields
+	}
+	tok, err := ParseTokenResponse(resp.StatusCode, resp.Header.Get("Content-Type"), answer, fields, now())
+	if err != nil {
+		return Token{}, fmt.Errorf("token endpoint %s: %w", safeURL(req.URL), err)
+	}
+	return tok, nil
+}

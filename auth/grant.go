@@ -1,0 +1,174 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// Grant gets a new token. It is the one thing a vendor preset must supply.
+type Grant interface {
+	// Fetch returns a new token. prev is the token held now, possibly
+	// expired or empty; a grant that can refresh uses prev.RefreshToken.
+	Fetch(ctx context.Context, prev Token) (Token, error)
+}
+
+// GrantType names the OAuth2 grants of RFC 6749, plus static for a token
+// that is configured, not fetched.
+type GrantType string
+
+const (
+	GrantStatic            GrantType = "static"
+	GrantClientCredentials GrantType = "client_credentials"
+	GrantPassword          GrantType = "password"
+	GrantRefreshToken      GrantType = "refresh_token"
+	GrantAuthorizationCode GrantType = "authorization_code"
+)
+
+// ParseGrantType reads the GRANT setting.
+func ParseGrantType(s string) (GrantType, error) {
+	switch g := GrantType(s); g {
+	case GrantStatic, GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode:
+		return g, nil
+	}
+	return "", fmt.Errorf("unknown grant %q (want static, client_credentials, password, refresh_token or authorization_code)", s)
+}
+
+// StaticGrant serves a token that was configured and cannot be refreshed,
+// such as viewneo's personal access token.
+type StaticGrant struct{ AccessToken string }
+
+// Fetch implements Grant.
+func (g StaticGrant) Fetch(context.Context, Token) (Token, error) {
+	return Token{AccessToken: g.AccessToken, TokenType: "Bearer"}, nil
+}
+
+// OAuth2Grant is RFC 6749 spoken in an Endpoint's dialect: it refreshes while
+// it holds a refresh token, and otherwise (or when the refresh token is
+// refused) starts over with its primary credentials.
+type OAuth2Grant struct {
+	Type     GrantType
+	Endpoint *Endpoint
+	TokenURL string
+	// RefreshURL is where refresh requests go, when not TokenURL.
+	RefreshURL string
+	Scope      string
+	Username   string
+	Password   string
+	// RefreshToken is the configured refresh token, used until the keeper
+	// holds a newer one.
+	RefreshToken string
+	// ConsentPath is where a person can authorize the route, for errors.
+	ConsentPath string
+	// BuildRefresh, when set, shapes the refresh request for vendors that
+	// do not follow RFC 6749 section 6.
+	BuildRefresh func(prev Token) TokenRequest
+	// BuildPrimary, when set, shapes the primary request (a login).
+	BuildPrimary func() TokenRequest
+}
+
+// Fetch implements Grant.
+func (g *OAuth2Grant) Fetch(ctx context.Context, prev Token) (Token, error) {
+	now := time.Now()
+	if g.Endpoint.Now != nil {
+		now = g.Endpoint.Now()
+	}
+	if prev.RefreshToken == "" && g.RefreshToken != "" {
+		prev.RefreshToken = g.RefreshToken
+	}
+	var refreshErr error
+	if prev.CanRefresh(now) {
+		tok, err := g.refresh(ctx, prev)
+		if err == nil {
+			return tok, nil
+		}
+		if !g.hasPrimary() || KindOf(err) != Rejected {
+			return Token{}, err
+		}
+		// The refresh token is dead but we hold credentials to start over.
+		refreshErr = err
+	}
+	if !g.hasPrimary() {
+		if g.Type == GrantAuthorizationCode || g.Type == GrantRefreshToken {
+			return Token{}, &ConsentError{Reason: "no usable refresh token; the route needs authorization", StartPath: g.ConsentPath}
+		}
+		return Token{}, fmt.Errorf("grant %s has no credentials to get a token with", g.Type)
+	}
+	tok, err := g.primary(ctx)
+	if err != nil && refreshErr != nil {
+		return Token{}, fmt.Errorf("refresh refused (%v), then: %w", refreshErr, err)
+	}
+	return tok, err
+}
+
+func (g *OAuth2Grant) hasPrimary() bool {
+	return g.Type == GrantClientCredentials || g.Type == GrantPassword
+}
+
+func (g *OAuth2Grant) refresh(ctx context.Context, prev Token) (Token, error) {
+	req := TokenRequest{URL: g.RefreshURL}
+	if g.BuildRefresh != nil {
+		req = g.BuildRefresh(prev)
+	} else {
+		req.Params = url.Values{"grant_type": {"refresh_token"}, "refresh_token": {prev.RefreshToken}}
+	}
+	if req.URL == "" {
+		req.URL = g.TokenURL
+	}
+	tok, err := g.Endpoint.Do(ctx, req)
+	if err != nil {
+		return Token{}, fmt.Errorf("refreshing token: %w", err)
+	}
+	// RFC 6749 section 6: the server may or may not issue a new refresh
+	// token; when it does not, the old one stays good.
+	if tok.RefreshToken == "" {
+		tok.RefreshToken, tok.RefreshExpiry = prev.RefreshToken, prev.RefreshExpiry
+	}
+	return tok, nil
+}
+
+func (g *OAuth2Grant) primary(ctx context.Context) (Token, error) {
+	var req TokenRequest
+	if g.BuildPrimary != nil {
+		req = g.BuildPrimary()
+	} else {
+		req.Params = url.Values{"grant_type": {string(g.Type)}}
+		if g.Type == GrantPassword {
+			req.Params.Set("username", g.Username)
+			req.Params.Set("password", g.Password)
+		}
+		if g.Scope != "" {
+			req.Params.Set("scope", g.Scope)
+		}
+	}
+	if req.URL == "" {
+		req.URL = g.TokenURL
+	}
+	tok, err := g.Endpoint.Do(ctx, req)
+	if err != nil {
+		return Token{}, fmt.Errorf("getting token by %s: %w", g.Type, err)
+	}
+	return tok, nil
+}
+
+// Exchange trades an authorization code for tokens (RFC 6749 section 4.1.3).
+func (g *OAuth2Grant) Exchange(ctx context.Context, code, redirectURL string) (Token, error) {
+	if code == "" {
+		return Token{}, errors.New("exchanging authorization code: no code")
+	}
+	params := url.Values{
+		"grant_type":   {string(GrantAuthorizationCode)},
+		"code":         {code},
+		"redirect_uri": {redirectURL},
+	}
+	if g.Scope != "" {
+		params.Set("scope", g.Scope)
+	}
+	tok, err := g.Endpoint.Do(ctx, TokenRequest{URL: g.TokenURL, Params: params})
+	if err != nil {
+		return Token{}, fmt.Errorf("exchanging authorization code: %w", err)
+	}
+	return tok, nil
+}

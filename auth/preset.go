@@ -1,0 +1,148 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+)
+
+// Settings is a route's auth configuration as the operator wrote it, every
+// field a string as it came from the environment. A Preset fills in what the
+// operator left empty.
+type Settings struct {
+	UpstreamURL  string
+	Grant        string
+	AccessToken  string
+	ClientID     string
+	ClientSecret string
+	Scope        string
+	Username     string
+	Password     string
+	RefreshToken string
+	TokenURL     string
+	RefreshURL   string
+	AuthorizeURL string
+	RedirectURL  string
+	RevokeURL    string
+	ClientAuth   string
+	TokenBody    string
+	Inject       string
+	QueryParam   string
+	// Options holds preset-specific settings (NAME_<OPTION>), such as
+	// movingimage's VIDEOMANAGER_ID.
+	Options map[string]string
+}
+
+// Preset is what the sidecar knows about one kind of upstream: defaults for
+// its settings and, when RFC 6749 does not describe it, its own grant.
+type Preset struct {
+	Name string
+	// Defaults are used for every setting the operator left empty.
+	Defaults Settings
+	// Options names the preset-specific variables it reads, upper-case,
+	// without the route prefix.
+	Options []string
+	// NewGrant, when set, builds the grant instead of the generic OAuth2
+	// one, for vendors that do not follow RFC 6749.
+	NewGrant func(s Settings, ep *Endpoint, grant GrantType) (Grant, error)
+}
+
+var presets = map[string]Preset{}
+
+// registerPreset is called from each preset's file.
+func registerPreset(p Preset) {
+	if _, dup := presets[p.Name]; dup {
+		panic("auth: preset " + p.Name + " registered twice")
+	}
+	presets[p.Name] = p
+}
+
+// LookupPreset returns the preset called name.
+func LookupPreset(name string) (Preset, bool) {
+	p, ok := presets[name]
+	return p, ok
+}
+
+// PresetNames lists the presets, sorted.
+func PresetNames() []string {
+	names := make([]string, 0, len(presets))
+	for n := range presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Apply returns s with every empty setting taken from the preset.
+func (p Preset) Apply(s Settings) Settings {
+	d := p.Defaults
+	fill := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	fill(&s.UpstreamURL, d.UpstreamURL)
+	fill(&s.Grant, d.Grant)
+	fill(&s.TokenURL, d.TokenURL)
+	fill(&s.RefreshURL, d.RefreshURL)
+	fill(&s.AuthorizeURL, d.AuthorizeURL)
+	fill(&s.RevokeURL, d.RevokeURL)
+	fill(&s.Scope, d.Scope)
+	fill(&s.ClientID, d.ClientID)
+	fill(&s.ClientAuth, d.ClientAuth)
+	fill(&s.TokenBody, d.TokenBody)
+	fill(&s.Inject, d.Inject)
+	fill(&s.QueryParam, d.QueryParam)
+	for k, v := range d.Options {
+		if s.Options == nil {
+			s.Options = map[string]string{}
+		}
+		if s.Options[k] == "" {
+			s.Options[k] = v
+		}
+	}
+	return s
+}
+
+// InferGrant picks the grant from the credentials given when the operator
+// named none. Ambiguity is an error: guessing wrong would send credentials
+// somewhere the operator did not mean.
+func InferGrant(s Settings) (GrantType, error) {
+	var found []GrantType
+	if s.AccessToken != "" {
+		found = append(found, GrantStatic)
+	}
+	if s.RefreshToken != "" {
+		found = append(found, GrantRefreshToken)
+	}
+	if s.Username != "" || s.Password != "" {
+		found = append(found, GrantPassword)
+	}
+	if len(found) == 0 && s.ClientID != "" && s.ClientSecret != "" && s.RedirectURL == "" {
+		found = append(found, GrantClientCredentials)
+	}
+	if len(found) == 0 && s.ClientID != "" && s.RedirectURL != "" {
+		found = append(found, GrantAuthorizationCode)
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return "", fmt.Errorf("no credentials: set ACCESS_TOKEN, REFRESH_TOKEN, USERNAME and PASSWORD, or CLIENT_ID and CLIENT_SECRET")
+	}
+	return "", fmt.Errorf("ambiguous credentials (they fit grants %v): set GRANT", found)
+}
+
+// StoreKey is the key of a route's token in a shared store. It includes a
+// hash of the credentials' identity (never the secrets themselves), so two
+// deployments of the same route name with different accounts sharing one
+// store never see each other's tokens.
+func (s Settings) StoreKey(route string) string {
+	h := sha256.New()
+	for _, part := range []string{s.Grant, s.TokenURL, s.RefreshURL, s.ClientID, s.Username, s.UpstreamURL, s.Options["VIDEOMANAGER_ID"]} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return "token:" + route + ":" + hex.EncodeToString(h.Sum(nil)[:12])
+}

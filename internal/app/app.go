@@ -1,0 +1,146 @@
+// Package app wires the sidecar together from its configuration. main only
+// calls it; tests and the demo build the same thing.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// App is a configured sidecar, not yet serving.
+type App struct {
+	cfg     *config.Config
+	log     *zap.Logger
+	handler *proxy.Handler
+	keepers map[string]*auth.Keeper
+}
+
+// New builds the sidecar. Every route's settings are checked here, so a
+// route with a missing credential stops start-up with the variable's name.
+func New(cfg *config.Config, log *zap.Logger) (*App, error) {
+	store := cache.NewMemory()
+	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(cfg.TokenTimeout)}
+	a := &App{cfg: cfg, log: log, keepers: map[string]*auth.Keeper{}}
+
+	var routes []proxy.Route
+	for _, rc := range cfg.Routes {
+		preset, _ := auth.LookupPreset(rc.Preset)
+		settings := preset.Apply(rc.Settings())
+		built, err := preset.Build(settings, tokenClient, time.Now)
+		if err != nil {
+			var se *auth.SettingError
+			if errors.As(err, &se) {
+				return nil, fmt.Errorf("%s%s: %w", rc.Prefix, se.Setting, se.Err)
+			}
+			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+		}
+		keeper := auth.NewKeeper(auth.KeeperConfig{
+			Route:    rc.Name,
+			Grant:    built.Grant,
+			Store:    store,
+			StoreKey: settings.StoreKey(rc.Name),
+			Timeout:  cfg.TokenTimeout,
+			Margin:   cfg.RefreshMargin,
+			Logger:   log.Named("auth"),
+		})
+		a.keepers[rc.Name] = keeper
+		routes = append(routes, proxy.Route{
+			Name:     rc.Name,
+			Upstream: built.Upstream,
+			Tokens:   keeper,
+			Inject:   proxy.Injection{QueryParam: built.QueryParam},
+		})
+		log.Info("route configured",
+			zap.String("route", rc.Name),
+			zap.String("preset", rc.Preset),
+			zap.String("grant", string(built.GrantType)),
+			zap.String("upstream", built.Upstream.Redacted()))
+	}
+
+	h, err := proxy.New(proxy.Options{
+		Routes:           routes,
+		MaxReplayBytes:   cfg.MaxReplayBytes,
+		Transport:        proxy.NewUpstreamTransport(cfg.UpstreamTimeout),
+		ForwardedHeaders: cfg.ForwardedHeaders,
+		Logger:           log.Named("proxy"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building proxy: %w", err)
+	}
+	a.handler = h
+	return a, nil
+}
+
+// Handler is the sidecar's HTTP handler.
+func (a *App) Handler() *proxy.Handler { return a.handler }
+
+// Keeper returns a route's token keeper.
+func (a *App) Keeper(route string) (*auth.Keeper, bool) {
+	k, ok := a.keepers[route]
+	return k, ok
+}
+
+// Serve serves on ln until ctx ends, then drains: /readyz turns false, the
+// listener closes, and calls in flight get up to SHUTDOWN_TIMEOUT to finish.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(a.log.Named("http")),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	a.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.keepers)))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+
+	a.handler.SetReady(false)
+	a.log.Info("draining", zap.Duration("shutdown_delay", a.cfg.ShutdownDelay), zap.Duration("shutdown_timeout", a.cfg.ShutdownTimeout))
+	// Give load balancers that watch /readyz time to stop sending calls.
+	time.Sleep(a.cfg.ShutdownDelay)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("draining: calls still in flight after SHUTDOWN_TIMEOUT (%s): %w", a.cfg.ShutdownTimeout, err)
+	}
+	a.log.Info("drained")
+	return nil
+}
+
+// NewLogger builds the logger the configuration asks for.
+func NewLogger(level, format string) (*zap.Logger, error) {
+	var zc zap.Config
+	if format == "console" {
+		zc = zap.NewDevelopmentConfig()
+	} else {
+		zc = zap.NewProductionConfig()
+		zc.EncoderConfig.TimeKey = "time"
+		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	}
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil // every proxied call gets its line
+	zc.DisableStacktrace = true
+	return zc.Build()
+}

@@ -1,0 +1,241 @@
+// Package config reads the sidecar's settings from the environment. Every
+// error names the variable that caused it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	ListenAddr       string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
+	RoutesList       string        `env:"ROUTES"`
+	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat        string        `env:"LOG_FORMAT" envDefault:"json"`
+	MaxReplayBytes   int64         `env:"MAX_REPLAY_BYTES" envDefault:"1048576"`
+	UpstreamTimeout  time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"30s"`
+	TokenTimeout     time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
+	RefreshMargin    time.Duration `env:"REFRESH_MARGIN" envDefault:"60s"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	ShutdownDelay    time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
+	ForwardedHeaders bool          `env:"FORWARDED_HEADERS" envDefault:"false"`
+	RedisURL         string        `env:"REDIS_URL"`
+
+	Routes []Route `env:"-"`
+}
+
+// Route is one route's settings, read from NAME_* variables.
+type Route struct {
+	Name string `env:"-"`
+	// Prefix is the variables' prefix, such as "MY_API_".
+	Prefix string `env:"-"`
+	Preset string `env:"PRESET"`
+
+	UpstreamURL  string `env:"UPSTREAM_URL"`
+	Grant        string `env:"GRANT"`
+	AccessToken  string `env:"ACCESS_TOKEN"`
+	ClientID     string `env:"CLIENT_ID"`
+	ClientSecret string `env:"CLIENT_SECRET"`
+	Scope        string `env:"SCOPE"`
+	Username     string `env:"USERNAME"`
+	Password     string `env:"PASSWORD"`
+	RefreshToken string `env:"REFRESH_TOKEN"`
+	TokenURL     string `env:"TOKEN_URL"`
+	RefreshURL   string `env:"REFRESH_URL"`
+	AuthorizeURL string `env:"AUTHORIZE_URL"`
+	RedirectURL  string `env:"REDIRECT_URL"`
+	RevokeURL    string `env:"REVOKE_URL"`
+	ClientAuth   string `env:"CLIENT_AUTH"`
+	TokenBody    string `env:"TOKEN_BODY"`
+	Inject       string `env:"INJECT"`
+	QueryParam   string `env:"QUERY_PARAM"`
+
+	// Options are the preset's own variables, by suffix.
+	Options map[string]string `env:"-"`
+}
+
+// Settings is the route's settings in auth's terms, before the preset's
+// defaults are applied.
+func (r Route) Settings() auth.Settings {
+	return auth.Settings{
+		UpstreamURL: r.UpstreamURL, Grant: r.Grant, AccessToken: r.AccessToken,
+		ClientID: r.ClientID, ClientSecret: r.ClientSecret, Scope: r.Scope,
+		Username: r.Username, Password: r.Password, RefreshToken: r.RefreshToken,
+		TokenURL: r.TokenURL, RefreshURL: r.RefreshURL, AuthorizeURL: r.AuthorizeURL,
+		RedirectURL: r.RedirectURL, RevokeURL: r.RevokeURL, ClientAuth: r.ClientAuth,
+		TokenBody: r.TokenBody, Inject: r.Inject, QueryParam: r.QueryParam,
+		Options: r.Options,
+	}
+}
+
+// Load reads the configuration from the process environment.
+func Load() (*Config, error) { return LoadFrom(envMap(os.Environ())) }
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// LoadFrom reads the configuration from environ, a map of variables.
+func LoadFrom(environ map[string]string) (*Config, error) {
+	var c Config
+	if err := parse(&c, env.Options{Environment: environ}); err != nil {
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	names, err := parseRouteNames(c.RoutesList)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		r := Route{Name: name, Prefix: RoutePrefix(name)}
+		if err := parse(&r, env.Options{Environment: environ, Prefix: r.Prefix}); err != nil {
+			return nil, err
+		}
+		if r.Preset == "" {
+			r.Preset = "oauth2"
+			if _, ok := auth.LookupPreset(name); ok {
+				r.Preset = name
+			}
+		}
+		preset, ok := auth.LookupPreset(r.Preset)
+		if !ok {
+			return nil, fmt.Errorf("%sPRESET: unknown preset %q (known: %s)", r.Prefix, r.Preset, strings.Join(auth.PresetNames(), ", "))
+		}
+		for _, opt := range preset.Options {
+			if v, ok := environ[r.Prefix+opt]; ok {
+				if r.Options == nil {
+					r.Options = map[string]string{}
+				}
+				r.Options[opt] = v
+			}
+		}
+		c.Routes = append(c.Routes, r)
+	}
+	return &c, nil
+}
+
+// RoutePrefix is the prefix of a route's variables: the name upper-cased,
+// dashes turned into underscores, and an underscore.
+func RoutePrefix(name string) string {
+	return strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_"
+}
+
+func parseRouteNames(list string) ([]string, error) {
+	var names []string
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		switch {
+		case !proxy.ValidRouteName(n):
+			return nil, fmt.Errorf("ROUTES: route name %q must be lower-case letters, digits and dashes ([a-z0-9-]+)", n)
+		case slices.Contains(proxy.ReservedNames, n):
+			return nil, fmt.Errorf("ROUTES: %q is reserved for the sidecar's own endpoints (%s)", n, strings.Join(proxy.ReservedNames, ", "))
+		case slices.Contains(names, n):
+			return nil, fmt.Errorf("ROUTES: route %q is listed twice", n)
+		}
+		names = append(names, n)
+	}
+	// Two names that differ only by - and _ would share variables.
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			if RoutePrefix(a) == RoutePrefix(b) {
+				return nil, fmt.Errorf("ROUTES: routes %q and %q would both read %s* variables", a, b, RoutePrefix(a))
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil, errors.New("ROUTES: no routes configured; set ROUTES to a comma-separated list of route names, such as ROUTES=viewneo")
+	}
+	return names, nil
+}
+
+func (c *Config) check() error {
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("LOG_LEVEL: unknown level %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		return fmt.Errorf("LOG_FORMAT: unknown format %q (want json or console)", c.LogFormat)
+	}
+	if c.MaxReplayBytes < 0 {
+		return fmt.Errorf("MAX_REPLAY_BYTES: must not be negative, got %d", c.MaxReplayBytes)
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout}, {"TOKEN_TIMEOUT", c.TokenTimeout},
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"REFRESH_MARGIN", c.RefreshMargin},
+	} {
+		if d.value <= 0 {
+			return fmt.Errorf("%s: must be a positive duration such as 10s, got %s", d.name, d.value)
+		}
+	}
+	if c.ShutdownDelay < 0 {
+		return fmt.Errorf("SHUTDOWN_DELAY: must not be negative, got %s", c.ShutdownDelay)
+	}
+	if c.ListenAddr == "" {
+		return errors.New("LISTEN_ADDR: must not be empty")
+	}
+	if c.RedisURL != "" {
+		return errors.New("REDIS_URL: the Redis token store is not in this build yet; unset REDIS_URL to use the in-process store")
+	}
+	return nil
+}
+
+// parse runs env and rewrites its errors, which name Go fields, to name the
+// variables.
+func parse(v any, opts env.Options) error {
+	err := env.ParseWithOptions(v, opts)
+	if err == nil {
+		return nil
+	}
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	var msgs []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			msgs = append(msgs, fmt.Sprintf("%s: %v", variableOf(v, pe.Name, opts.Prefix), pe.Err))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// variableOf is the variable behind the Go field called field of *v.
+func variableOf(v any, field, prefix string) string {
+	if f, ok := reflect.TypeOf(v).Elem().FieldByName(field); ok {
+		if key, _, _ := strings.Cut(f.Tag.Get("env"), ","); key != "" {
+			return prefix + key
+		}
+	}
+	return prefix + field
+}

@@ -1,0 +1,240 @@
+// Package proxy is the sidecar's HTTP side: it routes a call by its first
+// path segment to the route's upstream, with the route's token added.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// ReservedNames are first path segments the sidecar serves itself; no route
+// may take them.
+var ReservedNames = []string{"healthz", "readyz", "oauth", "metrics", "status"}
+
+// Route is one upstream behind the sidecar.
+type Route struct {
+	// Name is the first path segment that selects the route.
+	Name string
+	// Upstream is where calls go; its path is a base the rest is joined to.
+	Upstream *url.URL
+	Tokens   TokenSource
+	Inject   Injection
+}
+
+type route struct {
+	upstream *url.URL
+	proxy    *httputil.ReverseProxy
+}
+
+// Options configures a Handler.
+type Options struct {
+	Routes []Route
+	// MaxReplayBytes is the largest request body kept for a replay after 401.
+	MaxReplayBytes int64
+	// Transport sends requests upstream; nil means NewUpstreamTransport's.
+	Transport http.RoundTripper
+	// ForwardedHeaders adds X-Forwarded-For/Host/Proto. Off by default: they
+	// would tell vendors about internal addresses.
+	ForwardedHeaders bool
+	// OAuth, when set, serves /oauth/ (the consent flow).
+	OAuth  http.Handler
+	Logger *zap.Logger
+	Now    func() time.Time
+}
+
+// Handler is the sidecar's http.Handler.
+type Handler struct {
+	routes   map[string]*route
+	names    []string
+	oauth    http.Handler
+	log      *zap.Logger
+	now      func() time.Time
+	notReady atomic.Bool
+}
+
+// New builds a Handler, one reverse proxy per route.
+func New(opts Options) (*Handler, error) {
+	if opts.MaxReplayBytes < 0 {
+		return nil, errors.New("max replay bytes must not be negative")
+	}
+	h := &Handler{
+		routes: make(map[string]*route, len(opts.Routes)),
+		oauth:  opts.OAuth,
+		log:    opts.Logger,
+		now:    opts.Now,
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	base := opts.Transport
+	if base == nil {
+		base = NewUpstreamTransport(30 * time.Second)
+	}
+	pool := newBufferPool(opts.MaxReplayBytes)
+	for _, r := range opts.Routes {
+		switch {
+		case !ValidRouteName(r.Name):
+			return nil, fmt.Errorf("route name %q: must be lower-case letters, digits and dashes", r.Name)
+		case slices.Contains(ReservedNames, r.Name):
+			return nil, fmt.Errorf("route name %q is reserved for the sidecar's own endpoints", r.Name)
+		case h.routes[r.Name] != nil:
+			return nil, fmt.Errorf("route %q is configured twice", r.Name)
+		case r.Upstream == nil || r.Upstream.Host == "" || (r.Upstream.Scheme != "http" && r.Upstream.Scheme != "https"):
+			return nil, fmt.Errorf("route %q: upstream must be an absolute http or https URL", r.Name)
+		case r.Tokens == nil:
+			return nil, fmt.Errorf("route %q has no token source", r.Name)
+		}
+		h.routes[r.Name] = &route{upstream: r.Upstream, proxy: h.newReverseProxy(r, base, pool, opts.ForwardedHeaders)}
+		h.names = append(h.names, r.Name)
+	}
+	slices.Sort(h.names)
+	return h, nil
+}
+
+func (h *Handler) newReverseProxy(r Route, base http.RoundTripper, pool *bufferPool, forwarded bool) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		// Rewrite, not Director: hop-by-hop and X-Forwarded-* headers are
+		// already gone when it runs, whatever the caller's Connection says.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			call := callFrom(pr.In.Context())
+			pr.Out.URL = call.target
+			pr.Out.Host = ""
+			// The caller's own credentials never reach the vendor.
+			pr.Out.Header.Del("Authorization")
+			if forwarded {
+				pr.SetXForwarded()
+			}
+		},
+		Transport: &tokenTransport{
+			route:  r.Name,
+			tokens: r.Tokens,
+			inject: r.Inject,
+			base:   base,
+			pool:   pool,
+		},
+		// Streamed answers (SSE, chunked, downloads) reach the caller as
+		// they arrive.
+		FlushInterval: -1,
+		ErrorHandler:  h.proxyError,
+		ErrorLog:      zap.NewStdLog(h.log.Named("reverseproxy")),
+	}
+}
+
+// NewUpstreamTransport is the transport to vendors: timeouts on every phase
+// but the body (answers may stream for long), and HTTPS_PROXY honoured.
+func NewUpstreamTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+	}
+}
+
+// SetReady sets what /readyz answers; it turns false when draining.
+func (h *Handler) SetReady(ready bool) { h.notReady.Store(!ready) }
+
+// replayOutcome says what happened after a 401, for the call's log line.
+type replayOutcome string
+
+const (
+	replayNone          replayOutcome = ""
+	replayDone          replayOutcome = "replayed"
+	replayNotReplayable replayOutcome = "body_too_large"
+	replayNoNewToken    replayOutcome = "no_new_token"
+)
+
+// call is what the handler and the transport share about one proxied call.
+type call struct {
+	route  string
+	target *url.URL
+	replay replayOutcome
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	escaped := r.URL.EscapedPath()
+	switch escaped {
+	case "/healthz":
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+		return
+	case "/readyz":
+		if h.notReady.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "shutting down"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+		return
+	}
+	name, rest, ok := splitRoute(escaped)
+	if ok && name == "oauth" && h.oauth != nil {
+		h.oauth.ServeHTTP(w, r)
+		return
+	}
+	rt := h.routes[name]
+	if !ok || rt == nil {
+		writeJSON(w, http.StatusNotFound, errorBody{
+			Error:   "unknown_route",
+			Message: fmt.Sprintf("no route %q; calls go to /ROUTE/path", name),
+			Routes:  h.names,
+		})
+		return
+	}
+	if r.Method == http.MethodConnect {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Route: name, Message: "CONNECT is not proxied"})
+		return
+	}
+	confined, err := confinePath(rest)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
+		return
+	}
+	target, err := upstreamURL(rt.upstream, confined, r.URL.RawQuery)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
+		return
+	}
+
+	c := &call{route: name, target: target}
+	rec := &statusRecorder{ResponseWriter: w}
+	start := h.now()
+	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+
+	if ce := h.log.Check(zapcore.InfoLevel, "proxied"); ce != nil {
+		ce.Write(
+			zap.String("route", name),
+			zap.String("method", r.Method),
+			zap.String("path", redactedTarget(confined, r.URL.RawQuery)),
+			zap.Int("status", rec.statusOrOK()),
+			zap.Duration("duration", h.now().Sub(start)),
+			zap.Int64("bytes", rec.written),
+			zap.Bool("replayed", c.replay == replayDone),
+			zap.String("after_401", string(c.replay)),
+		)
+	}
+}

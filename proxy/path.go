@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"errors"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// routeNamePattern is what a route name may be: it is the first path segment
+// and part of environment variable names.
+var routeNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// ValidRouteName reports whether name can be a route.
+func ValidRouteName(name string) bool { return routeNamePattern.MatchString(name) }
+
+// splitRoute splits an escaped request path into the route name (its first
+// segment) and the rest, which keeps its leading slash.
+func splitRoute(escapedPath string) (name, rest string, ok bool) {
+	if !strings.HasPrefix(escapedPath, "/") {
+		return "", "", false
+	}
+	name, rest, found := strings.Cut(escapedPath[1:], "/")
+	if found {
+		rest = "/" + rest
+	}
+	return name, rest, name != ""
+}
+
+var errBadPath = errors.New("the request path has an invalid escape")
+
+// confinePath turns the escaped rest of a request path into one that stays
+// under the route's upstream: dot segments, in any encoding, are resolved
+// against the route's root and cannot climb above it; empty segments (which
+// would make "//host" look like an authority) are dropped. Segments are
+// otherwise passed as the caller encoded them, so an encoded slash stays an
+// encoded slash inside one segment. The result is "" or starts with "/".
+func confinePath(escapedRest string) (string, error) {
+	if escapedRest == "" {
+		return "", nil
+	}
+	segments := strings.Split(escapedRest, "/")
+	kept := make([]string, 0, len(segments))
+	for _, seg := range segments {
+		if seg == "" {
+			continue
+		}
+		decoded, err := url.PathUnescape(seg)
+		if err != nil {
+			return "", errBadPath
+		}
+		switch decoded {
+		case ".":
+			continue
+		case "..":
+			if len(kept) > 0 {
+				kept = kept[:len(kept)-1]
+			}
+			continue
+		}
+		kept = append(kept, seg)
+	}
+	out := "/" + strings.Join(kept, "/")
+	last := segments[len(segments)-1]
+	if len(kept) > 0 && (last == "" || isDotSegment(last)) {
+		out += "/"
+	}
+	return out, nil
+}
+
+func isDotSegment(seg string) bool {
+	decoded, err := url.PathUnescape(seg)
+	return err == nil && (decoded == "." || decoded == "..")
+}
+
+// upstreamURL is where a call with the confined rest path and raw query goes:
+// the upstream's scheme and host, its base path joined with rest.
+func upstreamURL(upstream *url.URL, confinedRest, rawQuery string) (*url.URL, error) {
+	base := strings.TrimSuffix(upstream.EscapedPath(), "/")
+	raw := base + confinedRest
+	if raw == "" {
+		raw = "/"
+	}
+	p, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, errBadPath
+	}
+	u := &url.URL{
+		Scheme:   upstream.Scheme,
+		Host:     upstream.Host,
+		Path:     p,
+		RawQuery: rawQuery,
+	}
+	if raw != u.EscapedPath() {
+		// Keep the caller's encoding (an encoded slash, say) on the wire.
+		u.RawPath = raw
+	}
+	return u, nil
+}
+
+// withoutQueryParam removes every occurrence of param from a raw query and
+// keeps the rest in the caller's order and encoding.
+func withoutQueryParam(rawQuery, param string) string {
+	if rawQuery == "" || param == "" {
+		return rawQuery
+	}
+	parts := strings.Split(rawQuery, "&")
+	kept := parts[:0]
+	for _, part := range parts {
+		key, _, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(key); err == nil && k == param || key == param {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	return strings.Join(kept, "&")
+}

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/authsidecar/authsidecar/auth"
+)
+
+// TokenSource is what the proxy needs of a route's keeper.
+type TokenSource interface {
+	Token(ctx context.Context) (auth.Token, error)
+	// Invalidate drops accessToken if it is still the one held.
+	Invalidate(accessToken string)
+}
+
+// Injection says where the token goes on the way out.
+type Injection struct {
+	// QueryParam, when set, carries the token in the query string (Viadeo);
+	// otherwise it goes in "Authorization: Bearer".
+	QueryParam string
+}
+
+func (in Injection) apply(req *http.Request, accessToken string) {
+	if in.QueryParam == "" {
+		req.Header.Set("Authorization", "Bearer "+accessToken)
+		return
+	}
+	q := withoutQueryParam(req.URL.RawQuery, in.QueryParam)
+	param := url.QueryEscape(in.QueryParam) + "=" + url.QueryEscape(accessToken)
+	if q == "" {
+		req.URL.RawQuery = param
+	} else {
+		req.URL.RawQuery = q + "&" + param
+	}
+}
+
+// tokenTransport adds the route's token to each request and, when the
+// upstream answers 401, invalidates it, gets a fresh one and sends the
+// request once more. Only bodies up to the pool's limit are replayed.
+type tokenTransport struct {
+	route  string
+	tokens TokenSource
+	inject Injection
+	base   http.RoundTripper
+	pool   *bufferPool
+}
+
+// tokenError is a failure to get a token, on its way to the ErrorHandler.
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
+
+// bodyError is a failure to read the caller's request body.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "reading request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	call := callFrom(ctx)
+
+	// Keep the body for a replay when it is small enough; a body whose
+	// declared length is over the limit is not even looked at.
+	var kept *replayBuffer
+	body := req.Body
+	if body != nil && body != http.NoBody && req.ContentLength <= t.pool.max {
+		var err error
+		kept, body, err = t.pool.bufferBody(req.Body)
+		if err != nil {
+			return nil, &bodyError{err}
+		}
+		if kept != nil {
+			defer kept.release()
+		}
+	}
+	replayable := body == nil || body == http.NoBody || kept != nil
+
+	tok, err := t.tokens.Token(ctx)
+	if err != nil {
+		if body != nil {
+			body.Close()
+		}
+		return nil, &tokenError{err}
+	}
+	resp, err := t.attempt(req, tok.AccessToken, kept, body)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+
+	// 401: the token we sent is no good, whatever its expiry said.
+	t.tokens.Invalidate(tok.AccessToken)
+	if !replayable {
+		// The body has been streamed away; this caller gets the 401, the
+		// next gets a fresh token.
+		if call != nil {
+			call.replay = replayNotReplayable
+		}
+		return resp, nil
+	}
+	fresh, err := t.tokens.Token(ctx)
+	if err != nil {
+		drain(resp.Body)
+		return nil, &tokenError{err}
+	}
+	if fresh.AccessToken == tok.AccessToken {
+		// A token that cannot be renewed (a static one): sending it again
+		// would get the same answer.
+		if call != nil {
+			call.replay = replayNoNewToken
+		}
+		return resp, nil
+	}
+	drain(resp.Body)
+	if call != nil {
+		call.replay = replayDone
+	}
+	return t.attempt(req, fresh.AccessToken, kept, nil)
+}
+
+// attempt sends one copy of req carrying accessToken. Its body is a new
+// reader over kept when the body was kept, else streamed.
+func (t *tokenTransport) attempt(req *http.Request, accessToken string, kept *replayBuffer, streamed io.ReadCloser) (*http.Response, error) {
+	out := req.Clone(req.Context())
+	switch {
+	case kept != nil:
+		out.Body = kept.reader()
+		out.ContentLength = int64(kept.buf.Len())
+		out.GetBody = func() (io.ReadCloser, error) { return kept.reader(), nil }
+	case streamed != nil:
+		out.Body = streamed
+		out.GetBody = nil
+	}
+	t.inject.apply(out, accessToken)
+	resp, err := t.base.RoundTrip(out)
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+	return resp, nil
+}
+
+// upstreamError drops the URL that *url.Error repeats: in query injection it
+// carries the token.
+func upstreamError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("calling upstream: %w", ue.Err)
+	}
+	return fmt.Errorf("calling upstream: %w", err)
+}
+
+// drain reads a little of a body we are discarding, so its connection can be
+// reused, and closes it.
+func drain(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 4<<10)
+	body.Close()
+}
