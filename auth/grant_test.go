@@ -1,0 +1,121 @@
+package auth
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/internal/oauthtest"
+)
+
+// TestEndpointDialects: each dialect is accepted by a server that wants it
+// and refused by one that wants another, so the fake would catch drift.
+func TestEndpointDialects(t *testing.T) {
+	dialects := []struct {
+		name  string
+		auth  ClientAuth
+		body  BodyFormat
+		basic bool
+		json  bool
+	}{
+		{"basic+form", ClientAuthBasic, FormBody, true, false},
+		{"body+form", ClientAuthBody, FormBody, false, false},
+		{"body+json", ClientAuthBody, JSONBody, false, true},
+		{"basic+json", ClientAuthBasic, JSONBody, true, true},
+	}
+	for _, server := range dialects {
+		for _, client := range dialects {
+			t.Run("server "+server.name+"/client "+client.name, func(t *testing.T) {
+				srv := oauthtest.New(t, oauthtest.Config{
+					// A secret that needs escaping in Basic (RFC 6749 2.3.1).
+					ClientID: "id:1", ClientSecret: "s%cr:t", BasicAuth: server.basic, JSONBody: server.json,
+					Grants: []string{"client_credentials"},
+				})
+				g := &OAuth2Grant{
+					Type:     GrantClientCredentials,
+					TokenURL: srv.TokenURL(),
+					Endpoint: &Endpoint{ClientID: "id:1", ClientSecret: "s%cr:t", ClientAuth: client.auth, Body: client.body, Client: http.DefaultClient},
+				}
+				tok, err := g.Fetch(context.Background(), Token{})
+				if server == client {
+					if err != nil || tok.AccessToken == "" {
+						t.Fatalf("matching dialect refused: %v (server said %v)", err, srv.BadRequests())
+					}
+					return
+				}
+				if err == nil {
+					t.Fatalf("server speaking %s accepted a %s request", server.name, client.name)
+				}
+				if KindOf(err) != Rejected {
+					t.Errorf("kind = %v, want Rejected: %v", KindOf(err), err)
+				}
+			})
+		}
+	}
+}
+
+func TestPasswordGrantAndFallbackFromDeadRefreshToken(t *testing.T) {
+	srv := oauthtest.New(t, oauthtest.Config{
+		ClientID: "cid", ClientSecret: "csecret", BasicAuth: true,
+		Grants: []string{"password", "refresh_token"}, Username: "ann", Password: "pw", Rotate: true,
+	})
+	g := &OAuth2Grant{
+		Type: GrantPassword, TokenURL: srv.TokenURL(), Username: "ann", Password: "pw",
+		Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "csecret", Client: http.DefaultClient},
+	}
+	first, err := g.Fetch(context.Background(), Token{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := g.Fetch(context.Background(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.TokenCalls("refresh_token") != 1 {
+		t.Fatalf("holding a refresh token, the grant did not refresh: %d refreshes", srv.TokenCalls("refresh_token"))
+	}
+	// Presenting the used refresh token again is refused; the grant logs in
+	// again with the password instead of failing.
+	third, err := g.Fetch(context.Background(), first)
+	if err != nil {
+		t.Fatalf("fallback to password after a refused refresh token: %v", err)
+	}
+	if third.AccessToken == second.AccessToken || srv.TokenCalls("password") != 2 {
+		t.Fatalf("want a second password login, got %d", srv.TokenCalls("password"))
+	}
+}
+
+func TestRefreshKeepsOldRefreshTokenWhenAnswerOmitsIt(t *testing.T) {
+	srv := oauthtest.New(t, oauthtest.Config{
+		ClientID: "cid", ClientSecret: "cs", BasicAuth: true, Grants: []string{"refresh_token"},
+		InitialRefreshToken: "rt-initial", Rotate: false,
+	})
+	g := &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.TokenURL(), RefreshToken: "rt-initial",
+		Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "cs", Client: http.DefaultClient}}
+	tok, err := g.Fetch(context.Background(), Token{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.RefreshToken != "rt-initial" {
+		t.Fatalf("refresh token = %q, want the old one kept", tok.RefreshToken)
+	}
+}
+
+func TestAuthorizationCodeWithoutRefreshTokenNeedsConsent(t *testing.T) {
+	g := &OAuth2Grant{Type: GrantAuthorizationCode, TokenURL: "http://127.0.0.1:1/token", ConsentPath: "/oauth/x/start",
+		Endpoint: &Endpoint{Client: http.DefaultClient}}
+	_, err := g.Fetch(context.Background(), Token{})
+	if KindOf(err) != ConsentRequired || !strings.Contains(err.Error(), "/oauth/x/start") {
+		t.Fatalf("err = %v, want a consent error naming the start path", err)
+	}
+}
+
+func TestTokenEndpointErrorsHideQueryAndBody(t *testing.T) {
+	ep := &Endpoint{Client: &http.Client{Timeout: time.Second}}
+	_, err := ep.Do(context.Background(), TokenRequest{URL: "http://127.0.0.1:1/token?refresh_token=sekrit-rt", Params: nil})
+	if err == nil || strings.Contains(err.Error(), "sekrit") {
+		t.Fatalf("err = %v; want an error without the query", err)
+	}
+}

@@ -1,0 +1,290 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/oauthtest"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: t0} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// ccFixture is a keeper doing client credentials against the strict fake,
+// both on one fake clock.
+func ccFixture(t *testing.T, cfg oauthtest.Config) (*Keeper, *oauthtest.Server, *clock) {
+	t.Helper()
+	c := newClock()
+	cfg.ClientID, cfg.ClientSecret, cfg.BasicAuth, cfg.Now = "cid", "csecret", true, c.Now
+	if cfg.Grants == nil {
+		cfg.Grants = []string{"client_credentials"}
+	}
+	srv := oauthtest.New(t, cfg)
+	k := NewKeeper(KeeperConfig{
+		Route: "test",
+		Grant: &OAuth2Grant{Type: GrantClientCredentials, TokenURL: srv.TokenURL(),
+			Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "csecret", Client: http.DefaultClient, Now: c.Now}},
+		Timeout: 5 * time.Second,
+		Now:     c.Now,
+	})
+	return k, srv, c
+}
+
+func mustToken(t *testing.T, k *Keeper) Token {
+	t.Helper()
+	tok, err := k.Token(context.Background())
+	if err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	return tok
+}
+
+// waitFor polls cond, bounded; it is for background work to land, not timing.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitIdle waits until no refresh is under way: a refresh Token started is
+// registered before Token returns.
+func waitIdle(t *testing.T, k *Keeper) {
+	t.Helper()
+	waitFor(t, "refresh to finish", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.flight == nil
+	})
+}
+
+func TestKeeperServesCachedTokenWhileFresh(t *testing.T) {
+	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: time.Hour})
+	first := mustToken(t, k)
+	c.Advance(30 * time.Minute)
+	if again := mustToken(t, k); again.AccessToken != first.AccessToken {
+		t.Fatal("a fresh token was replaced")
+	}
+	waitIdle(t, k)
+	if n := srv.TokenCalls("client_credentials"); n != 1 {
+		t.Fatalf("%d token calls, want 1", n)
+	}
+}
+
+// A 3-second token is refreshed after half its lifetime, not 60 s before
+// expiry (which would be before it was issued).
+func TestKeeperRefreshesShortTokensAtHalfLife(t *testing.T) {
+	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: 3 * time.Second})
+	first := mustToken(t, k)
+	c.Advance(time.Second)
+	if mustToken(t, k).AccessToken != first.AccessToken {
+		t.Fatal("token replaced before half its lifetime")
+	}
+	waitIdle(t, k)
+	if n := srv.TokenCalls("client_credentials"); n != 1 {
+		t.Fatalf("refreshed before half the lifetime: %d token calls", n)
+	}
+	c.Advance(600 * time.Millisecond) // 1.6 s: past half-life, still valid
+	if got := mustToken(t, k); got.AccessToken != first.AccessToken {
+		t.Fatal("a still-valid token near expiry was not served at once")
+	}
+	waitFor(t, "background refresh", func() bool { return srv.TokenCalls("client_credentials") == 2 })
+	waitFor(t, "new token served", func() bool { return mustToken(t, k).AccessToken != first.AccessToken })
+}
+
+func TestKeeperRefreshesSixtySecondsAheadOfLongTokens(t *testing.T) {
+	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: time.Hour})
+	mustToken(t, k)
+	c.Advance(time.Hour - 61*time.Second)
+	mustToken(t, k)
+	waitIdle(t, k)
+	if srv.TokenCalls("client_credentials") != 1 {
+		t.Fatal("refreshed more than 60 s ahead")
+	}
+	c.Advance(2 * time.Second)
+	mustToken(t, k)
+	waitFor(t, "refresh within the margin", func() bool { return srv.TokenCalls("client_credentials") == 2 })
+}
+
+func TestKeeperFiftyCallersOnExpiredTokenCauseOneRefresh(t *testing.T) {
+	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: time.Minute})
+	mustToken(t, k)
+	c.Advance(2 * time.Minute)
+	srv.SetMode(oauthtest.Slow)
+
+	var wg sync.WaitGroup
+	tokens := make(chan string, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, err := k.Token(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tokens <- tok.AccessToken
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let the crowd gather behind the held refresh
+	srv.SetMode(oauthtest.Normal)
+	wg.Wait()
+	close(tokens)
+	seen := map[string]bool{}
+	for tok := range tokens {
+		seen[tok] = true
+	}
+	if n := srv.TokenCalls("client_credentials"); n != 2 {
+		t.Fatalf("%d token calls, want 2 (first token and one refresh)", n)
+	}
+	if len(seen) != 1 {
+		t.Fatalf("callers got %d different tokens, want 1", len(seen))
+	}
+}
+
+func TestKeeperFollowsRotation(t *testing.T) {
+	c := newClock()
+	srv := oauthtest.New(t, oauthtest.Config{
+		ClientID: "cid", ClientSecret: "cs", Grants: []string{"refresh_token"},
+		InitialRefreshToken: "rt-configured", Rotate: true, Lifetime: time.Minute, Now: c.Now,
+	})
+	store := cache.NewMemory()
+	k := NewKeeper(KeeperConfig{
+		Route: "rot", Store: store, StoreKey: "k", Now: c.Now,
+		Grant: &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.TokenURL(), RefreshToken: "rt-configured",
+			Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "cs", ClientAuth: ClientAuthBody, Client: http.DefaultClient, Now: c.Now}},
+	})
+	var last Token
+	for i := range 5 {
+		last = mustToken(t, k)
+		c.Advance(2 * time.Minute)
+		if got := srv.TokenCalls("refresh_token"); got != i+1 {
+			t.Fatalf("after %d expiries: %d refreshes", i+1, got)
+		}
+	}
+	if srv.InvalidGrants() != 0 {
+		t.Fatalf("a used refresh token was presented again: %v", srv.BadRequests())
+	}
+	if last.RefreshToken == "rt-configured" {
+		t.Fatal("rotated refresh token not kept")
+	}
+	// The rotated refresh token is what the store holds, for restarts and
+	// siblings.
+	stored, err := k.load(context.Background())
+	if err != nil || stored.RefreshToken != last.RefreshToken {
+		t.Fatalf("stored refresh token %v / %v, want the latest", stored, err)
+	}
+}
+
+func TestKeeperInvalidateIsCompareAndInvalidate(t *testing.T) {
+	k, srv, _ := ccFixture(t, oauthtest.Config{})
+	a := mustToken(t, k)
+	k.Invalidate("some-older-token")
+	if mustToken(t, k).AccessToken != a.AccessToken {
+		t.Fatal("invalidating another token dropped the current one")
+	}
+	k.Invalidate(a.AccessToken)
+	b := mustToken(t, k)
+	if b.AccessToken == a.AccessToken || srv.TokenCalls("client_credentials") != 2 {
+		t.Fatal("the refused token was served again")
+	}
+	k.Invalidate(a.AccessToken) // a late report about the old token
+	if mustToken(t, k).AccessToken != b.AccessToken {
+		t.Fatal("a late invalidation of an old token dropped the new one")
+	}
+}
+
+// A crowd of callers facing a dead token endpoint costs it one call per
+// back-off period, and each caller gets an answer at once.
+func TestKeeperBacksOffAfterFailure(t *testing.T) {
+	var hits atomic.Int32
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer down.Close()
+	c := newClock()
+	k := NewKeeper(KeeperConfig{Route: "down", Now: c.Now, MinBackoff: time.Second, MaxBackoff: 8 * time.Second,
+		Grant: &OAuth2Grant{Type: GrantClientCredentials, TokenURL: down.URL,
+			Endpoint: &Endpoint{ClientID: "a", ClientSecret: "b", Client: http.DefaultClient}}})
+
+	for range 20 {
+		_, err := k.Token(context.Background())
+		var fe *FetchError
+		if !errors.As(err, &fe) || fe.Kind != Unavailable || fe.RetryAfter.IsZero() {
+			t.Fatalf("err = %v, want an Unavailable FetchError with RetryAfter", err)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("token endpoint called %d times during back-off, want 1", n)
+	}
+	c.Advance(time.Second)
+	k.Token(context.Background())
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("no retry after the back-off: %d calls", n)
+	}
+}
+
+func TestKeeperTimesOutSlowEndpoint(t *testing.T) {
+	c := newClock()
+	srv := oauthtest.New(t, oauthtest.Config{ClientID: "cid", ClientSecret: "cs", BasicAuth: true, Grants: []string{"client_credentials"}, Now: c.Now})
+	srv.SetMode(oauthtest.Slow)
+	k := NewKeeper(KeeperConfig{Route: "slow", Timeout: 100 * time.Millisecond,
+		Grant: &OAuth2Grant{Type: GrantClientCredentials, TokenURL: srv.TokenURL(),
+			Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "cs", Client: http.DefaultClient}}})
+	_, err := k.Token(context.Background())
+	if KindOf(err) != Unavailable || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("err = %v, want an Unavailable timeout", err)
+	}
+}
+
+func TestKeeperWaiterLeavesWhenItsContextEnds(t *testing.T) {
+	k, srv, _ := ccFixture(t, oauthtest.Config{})
+	srv.SetMode(oauthtest.Slow)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := k.Token(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestKeeperAdoptsTokenStoredBySomeoneElse(t *testing.T) {
+	k, srv, _ := ccFixture(t, oauthtest.Config{})
+	if err := k.Store(context.Background(), Token{AccessToken: "from-consent", RefreshToken: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustToken(t, k); got.AccessToken != "from-consent" {
+		t.Fatalf("token = %v, want the stored one", got)
+	}
+	if srv.TokenCalls("client_credentials") != 0 {
+		t.Fatal("fetched a token while one was stored")
+	}
+}
