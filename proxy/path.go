@@ -27,7 +27,10 @@ func splitRoute(escapedPath string) (name, rest string, ok bool) {
 	return name, rest, name != ""
 }
 
-var errBadPath = errors.New("the request path has an invalid escape")
+var (
+	errBadPath     = errors.New("the request path has an invalid escape")
+	errEncodedDots = errors.New("the request path has an encoded slash next to a dot segment")
+)
 
 // confinePath turns the escaped rest of a request path into one that stays
 // under the route's upstream: dot segments, in any encoding, are resolved
@@ -49,6 +52,11 @@ func confinePath(escapedRest string) (string, error) {
 		if err != nil {
 			return "", errBadPath
 		}
+		if strings.ContainsAny(decoded, "/\\") && hasDotSegment(decoded) {
+			// "..%2f..%2f" is one segment to us but may be climbed by an
+			// upstream that decodes before it resolves dots.
+			return "", errEncodedDots
+		}
 		switch decoded {
 		case ".":
 			continue
@@ -66,6 +74,17 @@ func confinePath(escapedRest string) (string, error) {
 		out += "/"
 	}
 	return out, nil
+}
+
+// hasDotSegment reports whether s, split at slashes and backslashes, has a
+// "." or ".." part.
+func hasDotSegment(s string) bool {
+	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if part == "." || part == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func isDotSegment(seg string) bool {

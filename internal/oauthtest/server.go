@@ -428,5 +428,20 @@ func makeJWT(exp time.Time) string {
 	return header + "." + payload + "." + enc.EncodeToString([]byte(randomString(16)))
 }
 
+// IssuedSecrets lists every access and refresh token the server issued or
+// accepted, for tests that check secrets never leak.
+func (s *Server) IssuedSecrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.access {
+		out = append(out, k)
+	}
+	for k := range s.refresh {
+		out = append(out, k)
+	}
+	return out
+}
+
 // MakeJWT is makeJWT for tests of JWT expiry parsing.
 func MakeJWT(exp time.Time) string { return makeJWT(exp) }
