@@ -1,0 +1,71 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := LoadFrom(map[string]string{"ROUTES": "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ListenAddr != "127.0.0.1:8080" || c.LogLevel != "info" || c.LogFormat != "json" ||
+		c.MaxReplayBytes != 1<<20 || c.TokenTimeout != 10*time.Second || c.ShutdownTimeout != 25*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if len(c.Routes) != 1 || c.Routes[0].Name != "api" || c.Routes[0].Preset != "oauth2" {
+		t.Fatalf("routes: %+v", c.Routes)
+	}
+}
+
+func TestRouteVariablesUsePrefix(t *testing.T) {
+	c, err := LoadFrom(map[string]string{
+		"ROUTES":                " my-api , other ",
+		"MY_API_UPSTREAM_URL":   "https://api.example",
+		"MY_API_CLIENT_ID":      "id",
+		"MY_API_INJECT":         "query",
+		"OTHER_ACCESS_TOKEN":    "tok",
+		"OTHER_UPSTREAM_URL":    "https://other.example",
+		"UNRELATED_ACCESS_TOKE": "x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Routes[0]
+	if r.Name != "my-api" || r.Prefix != "MY_API_" || r.UpstreamURL != "https://api.example" || r.ClientID != "id" || r.Inject != "query" {
+		t.Fatalf("my-api: %+v", r)
+	}
+	if c.Routes[1].AccessToken != "tok" {
+		t.Fatalf("other: %+v", c.Routes[1])
+	}
+}
+
+// Every bad value stops start-up with an error naming its variable.
+func TestErrorsNameTheVariable(t *testing.T) {
+	tests := []struct {
+		env     map[string]string
+		wantVar string
+	}{
+		{map[string]string{}, "ROUTES"},
+		{map[string]string{"ROUTES": "Bad_Name"}, "ROUTES"},
+		{map[string]string{"ROUTES": "healthz"}, "ROUTES"},
+		{map[string]string{"ROUTES": "a,a"}, "ROUTES"},
+		{map[string]string{"ROUTES": "a-b,a_b"}, "ROUTES"},
+		{map[string]string{"ROUTES": "a", "TOKEN_TIMEOUT": "soon"}, "TOKEN_TIMEOUT"},
+		{map[string]string{"ROUTES": "a", "UPSTREAM_TIMEOUT": "0s"}, "UPSTREAM_TIMEOUT"},
+		{map[string]string{"ROUTES": "a", "MAX_REPLAY_BYTES": "1MB"}, "MAX_REPLAY_BYTES"},
+		{map[string]string{"ROUTES": "a", "MAX_REPLAY_BYTES": "-1"}, "MAX_REPLAY_BYTES"},
+		{map[string]string{"ROUTES": "a", "LOG_LEVEL": "verbose"}, "LOG_LEVEL"},
+		{map[string]string{"ROUTES": "a", "LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{map[string]string{"ROUTES": "a", "FORWARDED_HEADERS": "maybe"}, "FORWARDED_HEADERS"},
+		{map[string]string{"ROUTES": "a", "A_PRESET": "nosuch"}, "A_PRESET"},
+	}
+	for _, tt := range tests {
+		_, err := LoadFrom(tt.env)
+		if err == nil || !strings.HasPrefix(err.Error(), tt.wantVar+":") {
+			t.Errorf("env %v: err = %v, want one starting with %s:", tt.env, err, tt.wantVar)
+		}
+	}
+}
