@@ -45,7 +45,7 @@ type RetrieveError struct {
 
 func (e *RetrieveError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "token endpoint answered %d", e.StatusCode)
+	fmt.Fprintf(&b, "answered %d", e.StatusCode)
 	if e.Code != "" {
 		b.WriteString(" ")
 		b.WriteString(e.Code)

@@ -119,7 +119,7 @@ func (g *OAuth2Grant) refresh(ctx context.Context, prev Token) (Token, error) {
 	}
 	tok, err := g.Endpoint.Do(ctx, req)
 	if err != nil {
-		return Token{}, fmt.Errorf("refreshing token: %w", err)
+		return Token{}, fmt.Errorf("refreshing: %w", err)
 	}
 	// RFC 6749 section 6: the server may or may not issue a new refresh
 	// token; when it does not, the old one stays good.
@@ -148,7 +148,7 @@ func (g *OAuth2Grant) primary(ctx context.Context) (Token, error) {
 	}
 	tok, err := g.Endpoint.Do(ctx, req)
 	if err != nil {
-		return Token{}, fmt.Errorf("getting token by %s: %w", g.Type, err)
+		return Token{}, fmt.Errorf("%s grant: %w", g.Type, err)
 	}
 	return tok, nil
 }

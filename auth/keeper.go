@@ -234,7 +234,7 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 	if adopted {
 		k.log.Debug("token taken from store", fields...)
 	} else {
-		k.log.Info("token refreshed", fields...)
+		k.log.Info("token obtained", fields...)
 	}
 }
 

@@ -47,7 +47,7 @@ func ParseTokenResponse(status int, contentType string, body []byte, f Fields, n
 		if status < 200 || status > 299 {
 			return Token{}, &RetrieveError{StatusCode: status, Description: err.Error()}
 		}
-		return Token{}, fmt.Errorf("token endpoint answered %d with %w", status, err)
+		return Token{}, fmt.Errorf("answered %d with %w", status, err)
 	}
 
 	code, description := errorFields(values)
@@ -66,7 +66,7 @@ func ParseTokenResponse(status int, contentType string, body []byte, f Fields, n
 		Obtained:     now,
 	}
 	if t.AccessToken == "" {
-		return Token{}, fmt.Errorf("token endpoint answered %d with a %s body that has no %q", status, format, f.AccessToken)
+		return Token{}, fmt.Errorf("answered %d with a %s body that has no %q", status, format, f.AccessToken)
 	}
 	if secs, ok := secondsField(values, f.ExpiresIn); ok {
 		t.Expiry = now.Add(secs)
