@@ -511,3 +511,39 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		}
 	}
 }
+
+// Fifty callers whose token the vendor dropped all get 401 at about the same
+// time. Compare-and-invalidate makes that one refresh, and every caller
+// succeeds on its replay.
+func TestProxyFiftyCallersOnAnExpiredTokenCauseOneRefresh(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.do(t, "GET", "/vendor/warm", nil, nil)
+	f.vendor.ExpireAll()
+
+	var wg sync.WaitGroup
+	statuses := make(chan int, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(f.sidecar.URL+"/vendor/item", "application/json", strings.NewReader(fmt.Sprintf(`{"n":%d}`, i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != http.StatusOK {
+			t.Errorf("a caller got %d", s)
+		}
+	}
+	if n := f.vendor.TokenCalls("client_credentials"); n != 2 {
+		t.Fatalf("%d token calls, want 2: the first token and one refresh", n)
+	}
+}
