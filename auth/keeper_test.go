@@ -12,31 +12,15 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/fakeclock"
 	"github.com/authsidecar/authsidecar/internal/oauthtest"
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeclock.Clock { return fakeclock.New(t0) }
 
 // ccFixture is a keeper doing client credentials against the strict fake,
 // both on one fake clock.
-func ccFixture(t *testing.T, cfg oauthtest.Config) (*Keeper, *oauthtest.Server, *clock) {
+func ccFixture(t *testing.T, cfg oauthtest.Config) (*Keeper, *oauthtest.Server, *fakeclock.Clock) {
 	t.Helper()
 	c := newClock()
 	cfg.ClientID, cfg.ClientSecret, cfg.BasicAuth, cfg.Now = "cid", "csecret", true, c.Now
