@@ -49,8 +49,16 @@ func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Bu
 
 	if s.Grant == "" {
 		b.GrantType, err = InferGrant(s)
+		// A client id and secret mean client credentials, unless the
+		// vendor has no such grant and wants a person's consent instead.
+		if err == nil && b.GrantType == GrantClientCredentials && !p.supports(GrantClientCredentials) && p.supports(GrantAuthorizationCode) {
+			b.GrantType = GrantAuthorizationCode
+		}
 	} else {
 		b.GrantType, err = ParseGrantType(s.Grant)
+	}
+	if err == nil && !p.supports(b.GrantType) {
+		err = fmt.Errorf("preset %s does not offer grant %s (it offers %v)", p.Name, b.GrantType, p.Grants)
 	}
 	if err != nil {
 		return b, &SettingError{Setting: "GRANT", Err: err}
@@ -97,19 +105,44 @@ func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Bu
 		}
 	}
 
-	switch {
-	case p.NewGrant != nil:
-		b.Grant, err = p.NewGrant(s, ep, b.GrantType)
-	case b.GrantType == GrantStatic:
-		b.Grant = StaticGrant{AccessToken: s.AccessToken}
-	default:
-		b.Grant = &OAuth2Grant{
-			Type: b.GrantType, Endpoint: ep,
-			TokenURL: s.TokenURL, RefreshURL: s.RefreshURL, Scope: s.Scope,
-			Username: s.Username, Password: s.Password, RefreshToken: s.RefreshToken,
+	if p.Check != nil {
+		if err := p.Check(s, b.GrantType); err != nil {
+			return b, err
 		}
 	}
-	return b, err
+	if p.NewGrant != nil {
+		if b.Grant, err = p.NewGrant(s, ep, b.GrantType); err != nil {
+			return b, err
+		}
+	}
+	if b.Grant == nil {
+		b.Grant = genericGrant(s, ep, b.GrantType)
+	}
+	return b, nil
+}
+
+// genericGrant is RFC 6749 as the settings describe it; presets start from
+// it and add their hooks.
+func genericGrant(s Settings, ep *Endpoint, g GrantType) Grant {
+	if g == GrantStatic {
+		return StaticGrant{AccessToken: s.AccessToken}
+	}
+	return &OAuth2Grant{
+		Type: g, Endpoint: ep,
+		TokenURL: s.TokenURL, RefreshURL: s.RefreshURL, Scope: s.Scope,
+		Username: s.Username, Password: s.Password, RefreshToken: s.RefreshToken,
+		ConsentPath: s.ConsentPath, RevokeURL: s.RevokeURL,
+	}
+}
+
+// requireSettings returns an error naming the first empty setting.
+func requireSettings(g GrantType, settings ...[2]string) error {
+	for _, n := range settings {
+		if n[1] == "" {
+			return settingErr(n[0], "is required for grant %s", g)
+		}
+	}
+	return nil
 }
 
 // requireFor checks that the settings grant g needs are present.
@@ -122,8 +155,8 @@ func requireFor(g GrantType, s Settings) error {
 		GrantAuthorizationCode: {{"CLIENT_ID", s.ClientID}, {"TOKEN_URL", s.TokenURL}, {"AUTHORIZE_URL", s.AuthorizeURL}, {"REDIRECT_URL", s.RedirectURL}},
 	}
 	for _, n := range need[g] {
-		if n.value == "" {
-			return settingErr(n.setting, "is required for grant %s", g)
+		if err := requireSettings(g, [2]string{n.setting, n.value}); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -87,9 +87,37 @@ type TokenRequest struct {
 
 // Do sends req and parses the answer.
 func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
+	ans, err := e.send(ctx, req)
+	if err != nil {
+		return Token{}, err
+	}
+	now := time.Now
+	if e.Now != nil {
+		now = e.Now
+	}
+	fields := e.Fields
+	if fields.AccessToken == "" {
+		fields = StandardFields
+	}
+	tok, err := ParseTokenResponse(ans.status, ans.contentType, ans.body, fields, now())
+	if err != nil {
+		return Token{}, fmt.Errorf("token endpoint %s: %w", safeURL(req.URL), err)
+	}
+	return tok, nil
+}
+
+// answer is a token endpoint's answer, read through a size limit.
+type answer struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+// send sends req in the endpoint's dialect and reads the answer.
+func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
 	target, err := url.Parse(req.URL)
 	if err != nil {
-		return Token{}, fmt.Errorf("parsing token URL: %w", errors.Unwrap(err))
+		return answer{}, fmt.Errorf("parsing token URL: %w", errors.Unwrap(err))
 	}
 	if len(req.Query) > 0 {
 		q := target.Query()
@@ -131,7 +159,7 @@ func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
 		}
 		body, err = json.Marshal(m)
 		if err != nil {
-			return Token{}, fmt.Errorf("encoding token request: %w", err)
+			return answer{}, fmt.Errorf("encoding token request: %w", err)
 		}
 		contentType = "application/json"
 	default:
@@ -141,7 +169,7 @@ func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
 
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
 	if err != nil {
-		return Token{}, fmt.Errorf("building token request to %s: %w", safeURL(req.URL), errors.Unwrap(err))
+		return answer{}, fmt.Errorf("building token request to %s: %w", safeURL(req.URL), errors.Unwrap(err))
 	}
 	httpReq.Header.Set("Content-Type", contentType)
 	httpReq.Header.Set("Accept", "application/json")
@@ -160,27 +188,15 @@ func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return Token{}, fmt.Errorf("calling token endpoint %s: %w", safeURL(req.URL), err)
+		return answer{}, fmt.Errorf("calling token endpoint %s: %w", safeURL(req.URL), err)
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
-		return Token{}, fmt.Errorf("reading answer of token endpoint %s: %w", safeURL(req.URL), err)
+		return answer{}, fmt.Errorf("reading answer of token endpoint %s: %w", safeURL(req.URL), err)
 	}
-	if len(answer) > MaxAnswerBytes {
-		return Token{}, fmt.Errorf("token endpoint %s answered more than %d bytes", safeURL(req.URL), MaxAnswerBytes)
+	if len(raw) > MaxAnswerBytes {
+		return answer{}, fmt.Errorf("token endpoint %s answered more than %d bytes", safeURL(req.URL), MaxAnswerBytes)
 	}
-	now := time.Now
-	if e.Now != nil {
-		now = e.Now
-	}
-	fields := e.Fields
-	if fields.AccessToken == "" {
-		fields = StandardFields
-	}
-	tok, err := ParseTokenResponse(resp.StatusCode, resp.Header.Get("Content-Type"), answer, fields, now())
-	if err != nil {
-		return Token{}, fmt.Errorf("token endpoint %s: %w", safeURL(req.URL), err)
-	}
-	return tok, nil
+	return answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: raw}, nil
 }

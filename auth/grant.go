@@ -60,6 +60,8 @@ type OAuth2Grant struct {
 	// RefreshToken is the configured refresh token, used until the keeper
 	// holds a newer one.
 	RefreshToken string
+	// RevokeURL is where Revoke sends RFC 7009 revocations.
+	RevokeURL string
 	// ConsentPath is where a person can authorize the route, for errors.
 	ConsentPath string
 	// BuildRefresh, when set, shapes the refresh request for vendors that
@@ -171,4 +173,36 @@ func (g *OAuth2Grant) Exchange(ctx context.Context, code, redirectURL string) (T
 		return Token{}, fmt.Errorf("exchanging authorization code: %w", err)
 	}
 	return tok, nil
+}
+
+// Exchanger is a grant that can trade an authorization code for tokens: the
+// consent flow needs one.
+type Exchanger interface {
+	Exchange(ctx context.Context, code, redirectURL string) (Token, error)
+}
+
+// Revoker is a grant that can revoke a token at the vendor.
+type Revoker interface {
+	Revoke(ctx context.Context, tok Token) error
+}
+
+// Revoke sends an RFC 7009 revocation of the refresh token (or, without
+// one, the access token) to RevokeURL.
+func (g *OAuth2Grant) Revoke(ctx context.Context, tok Token) error {
+	if g.RevokeURL == "" {
+		return errors.New("no revoke URL configured (set the route's REVOKE_URL)")
+	}
+	token, hint := tok.RefreshToken, "refresh_token"
+	if token == "" {
+		token, hint = tok.AccessToken, "access_token"
+	}
+	ans, err := g.Endpoint.send(ctx, TokenRequest{URL: g.RevokeURL, Params: url.Values{"token": {token}, "token_type_hint": {hint}}})
+	if err != nil {
+		return fmt.Errorf("revoking token: %w", err)
+	}
+	if ans.status/100 != 2 {
+		_, perr := ParseTokenResponse(ans.status, ans.contentType, ans.body, StandardFields, time.Now())
+		return fmt.Errorf("revoking token: revoke endpoint %s: %w", safeURL(g.RevokeURL), perr)
+	}
+	return nil
 }

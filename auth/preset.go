@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -29,6 +30,9 @@ type Settings struct {
 	TokenBody    string
 	Inject       string
 	QueryParam   string
+	// ConsentPath is where the sidecar serves the route's consent flow; it
+	// is not read from the environment but set by the sidecar.
+	ConsentPath string
 	// Options holds preset-specific settings (NAME_<OPTION>), such as
 	// movingimage's VIDEOMANAGER_ID.
 	Options map[string]string
@@ -43,9 +47,20 @@ type Preset struct {
 	// Options names the preset-specific variables it reads, upper-case,
 	// without the route prefix.
 	Options []string
-	// NewGrant, when set, builds the grant instead of the generic OAuth2
+	// Grants lists the grants the vendor offers; nil means all.
+	Grants []GrantType
+	// Derive, when set, fills settings that follow from others once the
+	// defaults are applied, such as auth URLs on a customer's own domain.
+	Derive func(s *Settings)
+	// Check, when set, checks vendor-specific requirements of a grant.
+	Check func(s Settings, g GrantType) error
+	// NewGrant, when set and returning a grant, is used instead of the generic OAuth2
 	// one, for vendors that do not follow RFC 6749.
 	NewGrant func(s Settings, ep *Endpoint, grant GrantType) (Grant, error)
+}
+
+func (p Preset) supports(g GrantType) bool {
+	return p.Grants == nil || slices.Contains(p.Grants, g)
 }
 
 var presets = map[string]Preset{}
@@ -101,6 +116,9 @@ func (p Preset) Apply(s Settings) Settings {
 		if s.Options[k] == "" {
 			s.Options[k] = v
 		}
+	}
+	if p.Derive != nil {
+		p.Derive(&s)
 	}
 	return s
 }

@@ -1,0 +1,128 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// Viadeo (professional network), https://api.viadeo.com.
+//
+// The token travels as the access_token query parameter on every method,
+// POST included. It comes from VIADEO_ACCESS_TOKEN or from the consent flow
+// (authorize2 / access_token2, form body, client credentials in the body;
+// the answer may be JSON or form-encoded). Tokens never expire and there is
+// no refresh: a refused token means a person must consent again, and the
+// caller is told so, with where.
+func init() {
+	registerPreset(Preset{
+		Name: "viadeo",
+		Defaults: Settings{
+			UpstreamURL:  "https://api.viadeo.com",
+			AuthorizeURL: "https://secure.viadeo.com/oauth-provider/authorize2",
+			TokenURL:     "https://secure.viadeo.com/oauth-provider/access_token2",
+			RevokeURL:    "https://secure.viadeo.com/oauth-provider/revoke_access_token2",
+			ClientAuth:   "body",
+			TokenBody:    "form",
+			Inject:       "query",
+			QueryParam:   "access_token",
+		},
+		Grants: []GrantType{GrantStatic, GrantAuthorizationCode},
+		Check: func(s Settings, g GrantType) error {
+			if g == GrantAuthorizationCode {
+				return clientCredentialsRequired(s, g)
+			}
+			return nil
+		},
+		NewGrant: func(s Settings, ep *Endpoint, g GrantType) (Grant, error) {
+			return &viadeoGrant{
+				configured:  s.AccessToken,
+				exchange:    &OAuth2Grant{Type: GrantAuthorizationCode, Endpoint: ep, TokenURL: s.TokenURL},
+				revokeURL:   s.RevokeURL,
+				redirectURL: s.RedirectURL,
+				consentPath: s.ConsentPath,
+			}, nil
+		},
+	})
+}
+
+type viadeoGrant struct {
+	configured  string // VIADEO_ACCESS_TOKEN, if any
+	exchange    *OAuth2Grant
+	revokeURL   string
+	redirectURL string
+	consentPath string
+}
+
+// Fetch implements Grant. Viadeo tokens do not expire, so asked for a new
+// token while holding one means the one held was refused.
+func (g *viadeoGrant) Fetch(_ context.Context, prev Token) (Token, error) {
+	switch {
+	case prev.AccessToken == "" && g.configured != "":
+		return Token{AccessToken: g.configured, TokenType: "bearer"}, nil
+	case prev.AccessToken == "":
+		return Token{}, g.consentError("the route is not connected to Viadeo yet")
+	}
+	return Token{}, g.consentError("Viadeo refused the token (revoked, or expired) and has no refresh")
+}
+
+func (g *viadeoGrant) consentError(reason string) error {
+	if g.consentPath == "" {
+		reason += "; set a new VIADEO_ACCESS_TOKEN, or VIADEO_REDIRECT_URL to give consent through the sidecar"
+	}
+	return &ConsentError{Reason: reason, StartPath: g.consentPath}
+}
+
+// Exchange implements Exchanger.
+func (g *viadeoGrant) Exchange(ctx context.Context, code, redirectURL string) (Token, error) {
+	return g.exchange.Exchange(ctx, code, redirectURL)
+}
+
+// Revoke implements Revoker with Viadeo's revoke_access_token2, whose
+// parameters go in the query string.
+func (g *viadeoGrant) Revoke(ctx context.Context, tok Token) error {
+	if g.revokeURL == "" {
+		return errors.New("no revoke URL configured")
+	}
+	ep := g.exchange.Endpoint
+	u, err := url.Parse(g.revokeURL)
+	if err != nil {
+		return fmt.Errorf("parsing revoke URL: %w", errors.Unwrap(err))
+	}
+	q := u.Query()
+	q.Set("client_id", ep.ClientID)
+	q.Set("client_secret", ep.ClientSecret)
+	q.Set("redirect_uri", g.redirectURL)
+	q.Set("access_token", tok.AccessToken)
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("building revoke request: %w", errors.Unwrap(err))
+	}
+	return doRevoke(ep.Client, req, g.revokeURL)
+}
+
+// doRevoke sends a revocation and reads only its status: Viadeo answers
+// {"token_revoked"}, which is not even JSON.
+func doRevoke(client *http.Client, req *http.Request, rawURL string) error {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("calling revoke endpoint %s: %w", safeURL(rawURL), err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("revoke endpoint %s answered %d", safeURL(rawURL), resp.StatusCode)
+	}
+	return nil
+}
