@@ -1,0 +1,106 @@
+package emulators
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Viewneo emulates cloud.viewneo.com: a Laravel Passport server. Token
+// requests must be JSON with the client credentials in the body; refresh
+// tokens are single-use; access tokens are JWTs; an API call with a bad
+// token answers 401 {"message":"Unauthenticated."}.
+type Viewneo struct {
+	*issuer
+	o Options
+}
+
+// NewViewneo returns the emulator; serve it with any http.Server.
+func NewViewneo(o Options) *Viewneo {
+	if o.AccessLifetime == 0 {
+		o.AccessLifetime = 1296000 * time.Second // 15 days, as documented
+	}
+	return &Viewneo{issuer: newIssuer(o.Now, true), o: o}
+}
+
+func (v *Viewneo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/oauth/authorize":
+		authorize(v.issuer, v.o, w, r)
+	case r.URL.Path == "/oauth/token":
+		v.token(w, r)
+	case strings.HasPrefix(r.URL.Path, "/api/"):
+		if _, ok := v.checkAccess(bearer(r)); !ok {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthenticated."})
+			return
+		}
+		echo(w, r, "viewneo")
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// passportError is Laravel Passport's error shape.
+func (v *Viewneo) passportError(w http.ResponseWriter, status int, code, why string) {
+	v.refuse(code + ": " + why)
+	writeJSON(w, status, map[string]string{"error": code, "error_description": why, "hint": "", "message": why})
+}
+
+func (v *Viewneo) token(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		v.passportError(w, http.StatusMethodNotAllowed, "invalid_request", "token requests are POST")
+		return
+	}
+	if r.Header.Get("Authorization") != "" {
+		v.passportError(w, http.StatusBadRequest, "invalid_request", "client credentials go in the JSON body, not an Authorization header")
+		return
+	}
+	p, err := jsonParams(r)
+	if err != nil {
+		v.passportError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if p["client_id"] != v.o.ClientID || p["client_secret"] != v.o.ClientSecret {
+		v.passportError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed")
+		return
+	}
+	var family string
+	switch p["grant_type"] {
+	case "authorization_code":
+		var why string
+		if family, why = v.useCode(p["code"], p["redirect_uri"]); why != "" {
+			v.passportError(w, http.StatusBadRequest, "invalid_grant", why)
+			return
+		}
+	case "refresh_token":
+		rec, why := v.useRefresh(p["refresh_token"])
+		if why != "" {
+			v.passportError(w, http.StatusBadRequest, "invalid_grant", "The refresh token is invalid: "+why)
+			return
+		}
+		family = rec.family
+	default:
+		v.passportError(w, http.StatusBadRequest, "unsupported_grant_type", "grant "+p["grant_type"]+" is not offered")
+		return
+	}
+	v.issue(w, p["grant_type"], family)
+}
+
+func (v *Viewneo) issue(w http.ResponseWriter, kind, family string) {
+	now := v.now()
+	exp := now.Add(v.o.AccessLifetime)
+	access, refresh := jwt(exp, map[string]any{"aud": v.o.ClientID}), randomToken("def50200")
+	v.grantTokens(kind, family, "", access, refresh, exp, expiry(now, v.o.RefreshLifetime), true)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token_type": "Bearer", "expires_in": int(v.o.AccessLifetime.Seconds()),
+		"access_token": access, "refresh_token": refresh,
+	})
+}
+
+// IssueRefreshToken returns a refresh token as if a user had consented
+// earlier, for VIEWNEO_REFRESH_TOKEN.
+func (v *Viewneo) IssueRefreshToken() string {
+	rt := randomToken("def50200")
+	v.grantTokens("seed", randomToken("f-"), "", randomToken("unused-"), rt, time.Time{}, expiry(v.now(), v.o.RefreshLifetime), true)
+	return rt
+}
