@@ -27,9 +27,24 @@ type App struct {
 	keepers map[string]*auth.Keeper
 }
 
+// Option changes how New builds the sidecar.
+type Option func(*options)
+
+type options struct {
+	now func() time.Time
+}
+
+// WithClock makes token expiry follow now instead of the wall clock, for
+// tests and emulated vendors.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
 // New builds the sidecar. Every route's settings are checked here, so a
 // route with a missing credential stops start-up with the variable's name.
-func New(cfg *config.Config, log *zap.Logger) (*App, error) {
+func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	store := cache.NewMemory()
 	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(cfg.TokenTimeout)}
 	a := &App{cfg: cfg, log: log, keepers: map[string]*auth.Keeper{}}
@@ -38,7 +53,10 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 	for _, rc := range cfg.Routes {
 		preset, _ := auth.LookupPreset(rc.Preset)
 		settings := preset.Apply(rc.Settings())
-		built, err := preset.Build(settings, tokenClient, time.Now)
+		if settings.RedirectURL != "" {
+			settings.ConsentPath = "/oauth/" + rc.Name + "/start"
+		}
+		built, err := preset.Build(settings, tokenClient, o.now)
 		if err != nil {
 			var se *auth.SettingError
 			if errors.As(err, &se) {
@@ -54,6 +72,7 @@ func New(cfg *config.Config, log *zap.Logger) (*App, error) {
 			Timeout:  cfg.TokenTimeout,
 			Margin:   cfg.RefreshMargin,
 			Logger:   log.Named("auth"),
+			Now:      o.now,
 		})
 		a.keepers[rc.Name] = keeper
 		routes = append(routes, proxy.Route{

@@ -1,0 +1,323 @@
+package app
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/emulators"
+	"github.com/authsidecar/authsidecar/internal/fakeclock"
+)
+
+const (
+	demoClientID     = "demo-client"
+	demoClientSecret = "demo-client-secret"
+	demoUser         = "robot@example.com"
+	demoPassword     = "demo-password"
+)
+
+func vendorOptions(clock *fakeclock.Clock) emulators.Options {
+	return emulators.Options{ClientID: demoClientID, ClientSecret: demoClientSecret,
+		Username: demoUser, Password: demoPassword, Now: clock.Now}
+}
+
+// serve starts h on loopback for the test's life and returns its URL.
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+func sidecar(t *testing.T, env map[string]string, clock *fakeclock.Clock) (*App, string) {
+	t.Helper()
+	cfg, err := config.LoadFrom(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, zap.NewNop(), WithClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, serve(t, a.Handler())
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func call(t *testing.T, method, url string, body []byte, header http.Header) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+func (a answer) echo(t *testing.T) emulators.Echo {
+	t.Helper()
+	if a.status != http.StatusOK {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	var e emulators.Echo
+	if err := json.Unmarshal(a.body, &e); err != nil {
+		t.Fatalf("not an echo: %s", a.body)
+	}
+	return e
+}
+
+func waitForCount(t *testing.T, emu emulators.Emulator, kind string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for emu.Stats().TokenRequests[kind] < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s requests: %d, want %d (refusals: %v)", kind, emu.Stats().TokenRequests[kind], want, emu.Stats().Refusals)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+type vendorCase struct {
+	name     string
+	route    string
+	emulator func(emulators.Options) emulators.Emulator
+	env      func(url string, emu emulators.Emulator) map[string]string
+	path     string // called through the sidecar
+	first    string // token request kind of the first token
+	refresh  string // and of every later one
+	lifetime time.Duration
+}
+
+var vendorCases = []vendorCase{
+	{
+		name: "viewneo refresh token (from consent)", route: "viewneo",
+		emulator: func(o emulators.Options) emulators.Emulator {
+			o.AccessLifetime = 10 * time.Minute
+			return emulators.NewViewneo(o)
+		},
+		env: func(url string, emu emulators.Emulator) map[string]string {
+			return map[string]string{"VIEWNEO_UPSTREAM_URL": url, "VIEWNEO_CLIENT_ID": demoClientID, "VIEWNEO_CLIENT_SECRET": demoClientSecret,
+				"VIEWNEO_REFRESH_TOKEN": emu.(*emulators.Viewneo).IssueRefreshToken()}
+		},
+		path: "/viewneo/api/v1.0/playlist", first: "refresh_token", refresh: "refresh_token", lifetime: 10 * time.Minute,
+	},
+	{
+		name: "movingimage legacy login", route: "movingimage",
+		emulator: func(o emulators.Options) emulators.Emulator { return emulators.NewMovingimage(o) },
+		env: func(url string, _ emulators.Emulator) map[string]string {
+			return map[string]string{"MOVINGIMAGE_UPSTREAM_URL": url, "MOVINGIMAGE_USERNAME": demoUser, "MOVINGIMAGE_PASSWORD": demoPassword}
+		},
+		path: "/movingimage/v1/vms/1001/videos", first: "login", refresh: "refresh_token", lifetime: 5 * time.Minute,
+	},
+	{
+		name: "movingimage OpenID Connect", route: "movingimage",
+		emulator: func(o emulators.Options) emulators.Emulator { return emulators.NewMovingimage(o) },
+		env: func(url string, _ emulators.Emulator) map[string]string {
+			return map[string]string{"MOVINGIMAGE_UPSTREAM_URL": url, "MOVINGIMAGE_USERNAME": demoUser, "MOVINGIMAGE_PASSWORD": demoPassword,
+				"MOVINGIMAGE_AUTH": "oidc", "MOVINGIMAGE_TOKEN_URL": url + emulators.OIDCPath}
+		},
+		path: "/movingimage/v1/vms", first: "password", refresh: "refresh_token", lifetime: 5 * time.Minute,
+	},
+	{
+		name: "veem client credentials", route: "veem",
+		emulator: func(o emulators.Options) emulators.Emulator {
+			o.AccessLifetime = time.Hour
+			return emulators.NewVeem(o)
+		},
+		env: func(url string, _ emulators.Emulator) map[string]string {
+			return map[string]string{"VEEM_UPSTREAM_URL": url, "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret}
+		},
+		path: "/veem/veem/v1.0/hello", first: "client_credentials", refresh: "refresh_token", lifetime: time.Hour,
+	},
+	{
+		name: "veem client credentials without refresh token", route: "veem",
+		emulator: func(o emulators.Options) emulators.Emulator {
+			o.AccessLifetime = time.Hour
+			v := emulators.NewVeem(o)
+			v.ClientCredentialsWithoutRefresh = true
+			return v
+		},
+		env: func(url string, _ emulators.Emulator) map[string]string {
+			return map[string]string{"VEEM_UPSTREAM_URL": url, "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret}
+		},
+		path: "/veem/veem/v1.0/hello", first: "client_credentials", refresh: "client_credentials", lifetime: time.Hour,
+	},
+}
+
+// Each vendor, against its strict emulator: first token, refresh ahead of
+// expiry, 401 → refresh → replay, and rotation (the emulators' refresh
+// tokens are single-use, so a reused one would be refused and revoke all).
+func TestVendorTokenLifecycle(t *testing.T) {
+	for _, vc := range vendorCases {
+		t.Run(vc.name, func(t *testing.T) {
+			clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+			emu := vc.emulator(vendorOptions(clock))
+			url := serve(t, emu)
+			env := vc.env(url, emu)
+			env["ROUTES"] = vc.route
+			_, side := sidecar(t, env, clock)
+			count := func(kind string) int { return emu.Stats().TokenRequests[kind] }
+
+			// First token.
+			e := call(t, "GET", side+vc.path+"?page=1", nil, nil).echo(t)
+			if want := strings.TrimPrefix(vc.path, "/"+vc.route); e.Path != want {
+				t.Fatalf("upstream path %q, want %q", e.Path, want)
+			}
+			if count(vc.first) != 1 {
+				t.Fatalf("first token: %v", emu.Stats())
+			}
+			before := count(vc.refresh)
+
+			// Refresh ahead of expiry: 30 s before it the token is still
+			// served, and a refresh runs.
+			clock.Advance(vc.lifetime - 30*time.Second)
+			call(t, "GET", side+vc.path, nil, nil).echo(t)
+			waitForCount(t, emu, vc.refresh, before+1)
+			call(t, "GET", side+vc.path, nil, nil).echo(t)
+			if s := emu.Stats(); s.API401s != 0 {
+				t.Fatalf("a call saw 401 during proactive refresh: %+v", s)
+			}
+
+			// 401 → refresh → replay, body and all.
+			emu.ExpireAccess()
+			body := make([]byte, 10<<10)
+			rand.Read(body)
+			sum := sha256.Sum256(body)
+			e = call(t, "POST", side+vc.path, body, http.Header{"X-Request-Id": {"8d5f0c8e-5b0e-4a8e-9d7b-3c2f1e0a9b7c"}}).echo(t)
+			if e.BodySHA256 != hex.EncodeToString(sum[:]) || e.Header.Get("X-Request-Id") != "8d5f0c8e-5b0e-4a8e-9d7b-3c2f1e0a9b7c" {
+				t.Fatalf("replay lost the body or X-Request-Id: %+v", e)
+			}
+			if s := emu.Stats(); s.API401s != 1 || count(vc.refresh) != before+2 {
+				t.Fatalf("after 401: %+v", s)
+			}
+
+			// Several more expiries: every refresh token is used once.
+			for range 3 {
+				clock.Advance(vc.lifetime + time.Second)
+				call(t, "GET", side+vc.path, nil, nil).echo(t)
+			}
+			if s := emu.Stats(); len(s.Refusals) != 0 || count(vc.refresh) != before+5 {
+				t.Fatalf("rotation: %d refreshes, refusals %v", count(vc.refresh)-before, s.Refusals)
+			}
+		})
+	}
+}
+
+// A preset that drifts from its vendor's dialect is refused by the emulator,
+// so these tests would catch it.
+func TestEmulatorsRefuseDriftedRequests(t *testing.T) {
+	tests := []struct {
+		name     string
+		emulator func(emulators.Options) emulators.Emulator
+		env      func(url string, emu emulators.Emulator) map[string]string
+		path     string
+		refusal  string
+	}{
+		{
+			name:     "viewneo: form where JSON is due",
+			emulator: func(o emulators.Options) emulators.Emulator { return emulators.NewViewneo(o) },
+			env: func(url string, emu emulators.Emulator) map[string]string {
+				return map[string]string{"ROUTES": "viewneo", "VIEWNEO_UPSTREAM_URL": url, "VIEWNEO_CLIENT_ID": demoClientID, "VIEWNEO_CLIENT_SECRET": demoClientSecret,
+					"VIEWNEO_REFRESH_TOKEN": emu.(*emulators.Viewneo).IssueRefreshToken(), "VIEWNEO_TOKEN_BODY": "form"}
+			},
+			path: "/viewneo/api/v1.0/playlist", refusal: "must be JSON",
+		},
+		{
+			name:     "viewneo: Basic where body credentials are due",
+			emulator: func(o emulators.Options) emulators.Emulator { return emulators.NewViewneo(o) },
+			env: func(url string, emu emulators.Emulator) map[string]string {
+				return map[string]string{"ROUTES": "viewneo", "VIEWNEO_UPSTREAM_URL": url, "VIEWNEO_CLIENT_ID": demoClientID, "VIEWNEO_CLIENT_SECRET": demoClientSecret,
+					"VIEWNEO_REFRESH_TOKEN": emu.(*emulators.Viewneo).IssueRefreshToken(), "VIEWNEO_CLIENT_AUTH": "basic"}
+			},
+			path: "/viewneo/api/v1.0/playlist", refusal: "not an Authorization header",
+		},
+		{
+			name:     "veem: missing Basic",
+			emulator: func(o emulators.Options) emulators.Emulator { return emulators.NewVeem(o) },
+			env: func(url string, _ emulators.Emulator) map[string]string {
+				return map[string]string{"ROUTES": "veem", "VEEM_UPSTREAM_URL": url, "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret, "VEEM_CLIENT_AUTH": "body"}
+			},
+			path: "/veem/veem/v1.0/hello", refusal: "must be HTTP Basic",
+		},
+		{
+			name:     "veem: refresh token in the body (the generic dialect)",
+			emulator: func(o emulators.Options) emulators.Emulator { return emulators.NewVeem(o) },
+			env: func(url string, emu emulators.Emulator) map[string]string {
+				// A refresh token from an earlier client-credentials grant.
+				rt := veemRefreshToken(t, url)
+				return map[string]string{"ROUTES": "veem", "VEEM_PRESET": "oauth2", "VEEM_UPSTREAM_URL": url, "VEEM_TOKEN_URL": url + "/oauth/token",
+					"VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret, "VEEM_REFRESH_TOKEN": rt}
+			},
+			path: "/veem/veem/v1.0/hello", refusal: "goes in the query string",
+		},
+		{
+			name:     "movingimage: form login",
+			emulator: func(o emulators.Options) emulators.Emulator { return emulators.NewMovingimage(o) },
+			env: func(url string, _ emulators.Emulator) map[string]string {
+				return map[string]string{"ROUTES": "movingimage", "MOVINGIMAGE_UPSTREAM_URL": url, "MOVINGIMAGE_USERNAME": demoUser, "MOVINGIMAGE_PASSWORD": demoPassword, "MOVINGIMAGE_TOKEN_BODY": "form"}
+			},
+			path: "/movingimage/v1/vms", refusal: "must be JSON",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := fakeclock.New(time.Now())
+			emu := tt.emulator(vendorOptions(clock))
+			url := serve(t, emu)
+			_, side := sidecar(t, tt.env(url, emu), clock)
+			a := call(t, "GET", side+tt.path, nil, nil)
+			if a.status != http.StatusBadGateway || !strings.Contains(string(a.body), "token_rejected") {
+				t.Fatalf("status %d %s, want 502 token_rejected", a.status, a.body)
+			}
+			refusals := strings.Join(emu.Stats().Refusals, "; ")
+			if !strings.Contains(refusals, tt.refusal) {
+				t.Fatalf("emulator refusals %q, want one with %q", refusals, tt.refusal)
+			}
+		})
+	}
+}
+
+// veemRefreshToken gets a refresh token from the Veem emulator the way the
+// preset does, to hand to a drifted configuration.
+func veemRefreshToken(t *testing.T, url string) string {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/oauth/token", strings.NewReader("grant_type=client_credentials&scope=all"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(demoClientID, demoClientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	if tok.RefreshToken == "" {
+		t.Fatal("no refresh token from the Veem emulator")
+	}
+	return tok.RefreshToken
+}
