@@ -23,8 +23,29 @@ import (
 type App struct {
 	cfg     *config.Config
 	log     *zap.Logger
+	store   cache.Store
 	handler *proxy.Handler
 	keepers map[string]*auth.Keeper
+	grants  map[string]auth.Grant
+	consent map[string]proxy.ConsentRoute
+}
+
+// consentRoute checks that a route with a redirect URL can run the consent
+// flow, and describes it.
+func consentRoute(rc config.Route, s auth.Settings, grant auth.Grant, keeper *auth.Keeper) (proxy.ConsentRoute, error) {
+	exchanger, ok := grant.(auth.Exchanger)
+	switch {
+	case !ok:
+		return proxy.ConsentRoute{}, fmt.Errorf("%sREDIRECT_URL: the consent flow needs an OAuth2 grant; route %s's grant cannot exchange a code (unset REDIRECT_URL or set GRANT=authorization_code)", rc.Prefix, rc.Name)
+	case s.AuthorizeURL == "":
+		return proxy.ConsentRoute{}, fmt.Errorf("%sAUTHORIZE_URL: is required with REDIRECT_URL", rc.Prefix)
+	case s.ClientID == "":
+		return proxy.ConsentRoute{}, fmt.Errorf("%sCLIENT_ID: is required with REDIRECT_URL", rc.Prefix)
+	}
+	return proxy.ConsentRoute{
+		Name: rc.Name, AuthorizeURL: s.AuthorizeURL, ClientID: s.ClientID, RedirectURL: s.RedirectURL,
+		Scope: s.Scope, Exchanger: exchanger, Keeper: keeper,
+	}, nil
 }
 
 // Option changes how New builds the sidecar.
@@ -47,9 +68,11 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 	}
 	store := cache.NewMemory()
 	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(cfg.TokenTimeout)}
-	a := &App{cfg: cfg, log: log, keepers: map[string]*auth.Keeper{}}
+	a := &App{cfg: cfg, log: log, store: store,
+		keepers: map[string]*auth.Keeper{}, grants: map[string]auth.Grant{}, consent: map[string]proxy.ConsentRoute{}}
 
 	var routes []proxy.Route
+	var consentRoutes []proxy.ConsentRoute
 	for _, rc := range cfg.Routes {
 		preset, _ := auth.LookupPreset(rc.Preset)
 		settings := preset.Apply(rc.Settings())
@@ -75,6 +98,15 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 			Now:      o.now,
 		})
 		a.keepers[rc.Name] = keeper
+		a.grants[rc.Name] = built.Grant
+		if settings.RedirectURL != "" {
+			cr, err := consentRoute(rc, settings, built.Grant, keeper)
+			if err != nil {
+				return nil, err
+			}
+			consentRoutes = append(consentRoutes, cr)
+			a.consent[rc.Name] = cr
+		}
 		routes = append(routes, proxy.Route{
 			Name:     rc.Name,
 			Upstream: built.Upstream,
@@ -93,6 +125,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 		MaxReplayBytes:   cfg.MaxReplayBytes,
 		Transport:        proxy.NewUpstreamTransport(cfg.UpstreamTimeout),
 		ForwardedHeaders: cfg.ForwardedHeaders,
+		OAuth:            proxy.NewConsent(consentRoutes, store, cfg.AdminToken, log.Named("consent")),
 		Logger:           log.Named("proxy"),
 	})
 	if err != nil {

@@ -31,6 +31,7 @@ type Config struct {
 	ShutdownDelay    time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
 	ForwardedHeaders bool          `env:"FORWARDED_HEADERS" envDefault:"false"`
 	RedisURL         string        `env:"REDIS_URL"`
+	AdminToken       string        `env:"ADMIN_TOKEN"`
 
 	Routes []Route `env:"-"`
 }
