@@ -321,3 +321,50 @@ func veemRefreshToken(t *testing.T, url string) string {
 	}
 	return tok.RefreshToken
 }
+
+// movingimage: MOVINGIMAGE_VIDEOMANAGER_ID switches the token to that
+// VideoManager after login, and once the refresh token's own exp has passed
+// the sidecar logs in with the password instead of refreshing.
+func TestMovingimageVideoManagerAndRelogin(t *testing.T) {
+	clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	emu := emulators.NewMovingimage(vendorOptions(clock))
+	url := serve(t, emu)
+	_, side := sidecar(t, map[string]string{
+		"ROUTES": "movingimage", "MOVINGIMAGE_UPSTREAM_URL": url,
+		"MOVINGIMAGE_USERNAME": demoUser, "MOVINGIMAGE_PASSWORD": demoPassword, "MOVINGIMAGE_VIDEOMANAGER_ID": "1002",
+	}, clock)
+
+	// The login picks 1001; the token must be switched to 1002, for which
+	// the emulator's API refuses a 1001 token with 403.
+	call(t, "GET", side+"/movingimage/v1/vms/1002/videos", nil, nil).echo(t)
+	if s := emu.Stats(); s.TokenRequests["login"] != 1 || s.TokenRequests["refresh_token"] != 1 {
+		t.Fatalf("login then switch: %+v", s)
+	}
+	// Past the refresh token's hour: a new login, not a refused refresh.
+	clock.Advance(61 * time.Minute)
+	call(t, "GET", side+"/movingimage/v1/vms/1002/videos", nil, nil).echo(t)
+	if s := emu.Stats(); s.TokenRequests["login"] != 2 || len(s.Refusals) != 0 {
+		t.Fatalf("after the refresh token expired: %+v", s)
+	}
+}
+
+// Viadeo with a configured token: it goes in the query string, and a
+// refused one turns into a consent error that says how to fix it.
+func TestViadeoConfiguredToken(t *testing.T) {
+	clock := fakeclock.New(time.Now())
+	emu := emulators.NewViadeo(vendorOptions(clock))
+	url := serve(t, emu)
+	_, side := sidecar(t, map[string]string{"ROUTES": "viadeo", "VIADEO_UPSTREAM_URL": url, "VIADEO_ACCESS_TOKEN": emu.IssueAccessToken()}, clock)
+	e := call(t, "GET", side+"/viadeo/search/users?keywords=go&access_token=callers", nil, http.Header{"Authorization": {"Bearer callers"}}).echo(t)
+	if !strings.Contains(e.Query, "keywords=go") || strings.Contains(e.Query, "callers") || e.Header.Get("Authorization") != "" {
+		t.Fatalf("upstream saw query %q, Authorization %q", e.Query, e.Header.Get("Authorization"))
+	}
+	emu.RevokeAll()
+	a := call(t, "GET", side+"/viadeo/me", nil, nil)
+	if a.status != http.StatusBadGateway || !strings.Contains(string(a.body), "consent_required") || !strings.Contains(string(a.body), "VIADEO_ACCESS_TOKEN") {
+		t.Fatalf("revoked: %d %s", a.status, a.body)
+	}
+	if s := emu.Stats(); s.APICalls != 2 {
+		t.Fatalf("API calls %d, want 2: a refused Viadeo token is not replayed", s.APICalls)
+	}
+}
