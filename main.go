@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/authsidecar/authsidecar/internal/app"
 	"github.com/authsidecar/authsidecar/internal/config"
+	demopkg "github.com/authsidecar/authsidecar/internal/demo"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -22,9 +24,15 @@ var version = "dev"
 const usage = `authsidecar — an authenticating reverse proxy for OAuth2 APIs
 
 Usage:
-  authsidecar [serve]   run the sidecar, configured by environment variables
-  authsidecar version   print the version
+  authsidecar [serve]        run the sidecar, configured by environment variables
+  authsidecar demo           run emulators of the four vendors and the sidecar in
+                             front of them, and print curl commands to try
+  authsidecar login ROUTE    give consent for ROUTE from a terminal (authorization code)
+  authsidecar token ROUTE    print a current access token of ROUTE
+  authsidecar revoke ROUTE   revoke ROUTE's token at the vendor
+  authsidecar version        print the version
 
+login, token and revoke read the same environment as the sidecar.
 Configuration: see config.example.env and README.md.
 `
 
@@ -43,6 +51,14 @@ func run(args []string) error {
 	switch cmd {
 	case "serve":
 		return serve()
+	case "demo":
+		return demo()
+	case "login", "token", "revoke":
+		if len(args) != 2 {
+			fmt.Fprint(os.Stderr, usage)
+			return fmt.Errorf("%s needs a route name", cmd)
+		}
+		return operate(cmd, args[1])
 	case "version", "--version":
 		fmt.Println(version)
 		return nil
@@ -79,4 +95,67 @@ func serve() error {
 		return err
 	}
 	return nil
+}
+
+func demo() error {
+	addr := os.Getenv("LISTEN_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	log, err := app.NewLogger("info", "console")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR: %w (set LISTEN_ADDR=127.0.0.1:18080 to use another port)", err)
+	}
+	d, err := demopkg.Start(ln, log)
+	if err != nil {
+		return err
+	}
+	d.PrintIntro(os.Stdout)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return d.Serve(ctx)
+}
+
+// operate runs an operator's command against a route, configured as the
+// sidecar is. Logs go to stderr at warn level, so stdout holds the answer.
+func operate(cmd, route string) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log, err := app.NewLogger("warn", "console")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	a, err := app.New(cfg, log)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	switch cmd {
+	case "login":
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		return a.Login(ctx, route, os.Stdout)
+	case "token":
+		ctx, cancel := context.WithTimeout(ctx, 2*cfg.TokenTimeout)
+		defer cancel()
+		return a.PrintToken(ctx, route, os.Stdout)
+	default:
+		ctx, cancel := context.WithTimeout(ctx, 2*cfg.TokenTimeout)
+		defer cancel()
+		if err := a.Revoke(ctx, route); err != nil {
+			return err
+		}
+		fmt.Printf("Revoked route %s's token. Remove it from the configuration (%sACCESS_TOKEN or %sREFRESH_TOKEN) if it is there.\n",
+			route, config.RoutePrefix(route), config.RoutePrefix(route))
+		return nil
+	}
 }

@@ -327,3 +327,22 @@ func (k *Keeper) backoff(failures int) time.Duration {
 	}
 	return d/2 + rand.N(d/2+1)
 }
+
+// Forget drops the route's token from memory and the store, after it was
+// revoked.
+func (k *Keeper) Forget(ctx context.Context) error {
+	k.mu.Lock()
+	k.cur, k.rejected = Token{}, ""
+	k.mu.Unlock()
+	raw, err := k.cfg.Store.Get(ctx, k.cfg.StoreKey)
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("forgetting stored token: %w", err)
+	}
+	if _, err := k.cfg.Store.CompareAndDelete(ctx, k.cfg.StoreKey, raw); err != nil {
+		return fmt.Errorf("forgetting stored token: %w", err)
+	}
+	return nil
+}

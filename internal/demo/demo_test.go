@@ -1,0 +1,80 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+// The commands the demo prints work, in order, against what it starts.
+func TestDemoCommandsWork(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(ln, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- d.Serve(ctx) }()
+	defer func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+
+	var intro bytes.Buffer
+	d.PrintIntro(&intro)
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	want := []struct {
+		status   int
+		contains string
+	}{
+		{200, `"vendor":"viewneo"`},
+		{200, `"vendor":"movingimage"`},
+		{200, `"vendor":"veem"`},
+		{502, `"consent_url":"/oauth/viadeo/start"`},
+		{200, "Connected"},
+		{200, `"vendor":"viadeo"`},
+	}
+	if len(d.Commands) != len(want) {
+		t.Fatalf("%d commands, want %d", len(d.Commands), len(want))
+	}
+	for i, c := range d.Commands {
+		if !strings.Contains(intro.String(), c.Curl) {
+			t.Errorf("command %d not printed: %s", i, c.Curl)
+		}
+		method := c.Method
+		if method == "CONSENT" {
+			method = "GET"
+		}
+		var body io.Reader
+		if method == "POST" {
+			body = strings.NewReader(`{"amount":1}`)
+		}
+		req, _ := http.NewRequest(method, d.BaseURL+c.Path, body)
+		for k, v := range c.Header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want[i].status || !strings.Contains(string(got), want[i].contains) {
+			t.Errorf("%s: %d %s; want %d with %s", c.Curl, resp.StatusCode, got, want[i].status, want[i].contains)
+		}
+	}
+}
