@@ -32,8 +32,9 @@ type Demo struct {
 type Command struct {
 	What string
 	Curl string
-	// Method, Path and Header are the same call for tests to make.
+	// Method, Base, Path and Header are the same call for tests to make.
 	Method string
+	Base   string
 	Path   string
 	Header map[string]string
 }
@@ -65,8 +66,8 @@ func Start(ln net.Listener, log *zap.Logger) (*Demo, error) {
 	viadeo.FormAnswers = true
 
 	urls := map[string]string{}
-	for name, h := range map[string]http.Handler{"viewneo": viewneo, "movingimage": movingimage, "veem": veem, "viadeo": viadeo} {
-		url, err := d.serve(h)
+	for name, emu := range map[string]emulators.Emulator{"viewneo": viewneo, "movingimage": movingimage, "veem": veem, "viadeo": viadeo} {
+		url, err := d.serve(emulators.WithControls(emu))
 		if err != nil {
 			d.Close()
 			return nil, fmt.Errorf("starting the %s emulator: %w", name, err)
@@ -108,14 +109,20 @@ func Start(ln net.Listener, log *zap.Logger) (*Demo, error) {
 		{What: "Viadeo before consent: a JSON error that says where to consent", Method: "GET", Path: "/viadeo/me"},
 		{What: "Viadeo consent (a browser works too; the emulator approves at once)", Method: "CONSENT", Path: "/oauth/viadeo/start"},
 		{What: "Viadeo after consent (token in the access_token query parameter)", Method: "GET", Path: "/viadeo/me"},
+		{What: "make the viewneo emulator expire its tokens early, as a vendor revoking them would…", Method: "POST", Path: emulators.ExpirePath, Base: urls["viewneo"]},
+		{What: "…and call again: the sidecar gets 401, refreshes, replays; the log line says replayed", Method: "GET", Path: "/viewneo/api/v1.0/playlist"},
 	}
 	for i, c := range d.Commands {
-		d.Commands[i].Curl = c.curl(d.BaseURL)
+		if c.Base == "" {
+			d.Commands[i].Base = d.BaseURL
+		}
+		d.Commands[i].Curl = d.Commands[i].curl()
 	}
 	return d, nil
 }
 
-func (c Command) curl(base string) string {
+func (c Command) curl() string {
+	base := c.Base
 	if c.Method == "CONSENT" {
 		return "curl -sL -c /tmp/authsidecar-demo.jar -b /tmp/authsidecar-demo.jar " + base + c.Path
 	}
@@ -127,7 +134,7 @@ func (c Command) curl(base string) string {
 	for k, v := range c.Header {
 		fmt.Fprintf(&b, " -H '%s: %s'", k, v)
 	}
-	if c.Method == "POST" {
+	if c.Method == "POST" && c.Header != nil {
 		b.WriteString(` -d '{"amount":1}'`)
 	}
 	b.WriteString(" " + base + c.Path)
@@ -148,7 +155,7 @@ func (d *Demo) serve(h http.Handler) (string, error) {
 // PrintIntro writes what the demo runs and the commands to try.
 func (d *Demo) PrintIntro(w io.Writer) {
 	fmt.Fprintf(w, "\nauthsidecar demo: emulators of viewneo, movingimage, Veem and Viadeo, and the sidecar on %s\n", d.BaseURL)
-	fmt.Fprintf(w, "Tokens live 20-30 seconds: call again after a minute to see refreshes (and 401 -> refresh -> replay) in the log.\n\n")
+	fmt.Fprintf(w, "Tokens live 20-30 seconds: call again after a minute to see refreshes in the log; the last two commands show 401 -> refresh -> replay.\n\n")
 	for _, c := range d.Commands {
 		fmt.Fprintf(w, "# %s\n%s\n\n", c.What, c.Curl)
 	}

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // The commands the demo prints work, in order, against what it starts.
@@ -19,7 +21,8 @@ func TestDemoCommandsWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Start(ln, zap.NewNop())
+	logs := &syncBuffer{}
+	d, err := Start(ln, zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zapcore.InfoLevel)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +50,8 @@ func TestDemoCommandsWork(t *testing.T) {
 		{502, `"consent_url":"/oauth/viadeo/start"`},
 		{200, "Connected"},
 		{200, `"vendor":"viadeo"`},
+		{200, "expired"},
+		{200, `"vendor":"viewneo"`},
 	}
 	if len(d.Commands) != len(want) {
 		t.Fatalf("%d commands, want %d", len(d.Commands), len(want))
@@ -60,10 +65,10 @@ func TestDemoCommandsWork(t *testing.T) {
 			method = "GET"
 		}
 		var body io.Reader
-		if method == "POST" {
+		if method == "POST" && c.Header != nil {
 			body = strings.NewReader(`{"amount":1}`)
 		}
-		req, _ := http.NewRequest(method, d.BaseURL+c.Path, body)
+		req, _ := http.NewRequest(method, c.Base+c.Path, body)
 		for k, v := range c.Header {
 			req.Header.Set(k, v)
 		}
@@ -77,4 +82,26 @@ func TestDemoCommandsWork(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d with %s", c.Curl, resp.StatusCode, got, want[i].status, want[i].contains)
 		}
 	}
+	if !strings.Contains(logs.String(), `"replayed":true`) {
+		t.Error("the last call was not replayed after the emulator expired its tokens")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Sync() error { return nil }
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

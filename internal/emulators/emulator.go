@@ -15,6 +15,23 @@ type Emulator interface {
 	Secrets() []string
 }
 
+// ExpirePath is served by every emulator wrapped in WithControls: a POST
+// there ends every access token, so a demo can show the sidecar's
+// 401 -> refresh -> replay.
+const ExpirePath = "/_emulator/expire-tokens"
+
+// WithControls adds the emulator's control endpoint to emu's handler.
+func WithControls(emu Emulator) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == ExpirePath && r.Method == http.MethodPost {
+			emu.ExpireAccess()
+			writeJSON(w, http.StatusOK, map[string]string{"status": "every access token expired"})
+			return
+		}
+		emu.ServeHTTP(w, r)
+	})
+}
+
 func (i *issuer) Stats() Stats      { return i.stats() }
 func (i *issuer) ExpireAccess()     { i.expireAccess() }
 func (i *issuer) RevokeAll()        { i.revokeAll() }
