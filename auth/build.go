@@ -29,13 +29,15 @@ type Built struct {
 	// QueryParam is set when the token travels in the query string.
 	QueryParam string
 	Upstream   *url.URL
+	// Refused is the preset's recognizer of refusals that are not 401s.
+	Refused func(status int, head []byte) bool
 }
 
 // Build turns resolved settings (Apply already done) into a grant. It checks
 // that every credential the grant needs is there, so a route with a missing
 // secret fails at start-up, not on its first call.
 func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Built, error) {
-	var b Built
+	b := Built{Refused: p.Refused}
 	var err error
 	if s.UpstreamURL == "" {
 		return b, settingErr("UPSTREAM_URL", "is required")

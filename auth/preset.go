@@ -52,6 +52,10 @@ type Preset struct {
 	// Derive, when set, fills settings that follow from others once the
 	// defaults are applied, such as auth URLs on a customer's own domain.
 	Derive func(s *Settings)
+	// Refused, when set, recognizes an answer that refuses the token
+	// although its status is not 401 (Viadeo reports a revoked token with
+	// a 200). head is at most the first 4 KiB of a JSON answer's body.
+	Refused func(status int, head []byte) bool
 	// Check, when set, checks vendor-specific requirements of a grant.
 	Check func(s Settings, g GrantType) error
 	// NewGrant, when set and returning a grant, is used instead of the generic OAuth2

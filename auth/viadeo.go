@@ -2,11 +2,13 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // Viadeo (professional network), https://api.viadeo.com.
@@ -30,7 +32,8 @@ func init() {
 			Inject:       "query",
 			QueryParam:   "access_token",
 		},
-		Grants: []GrantType{GrantStatic, GrantAuthorizationCode},
+		Grants:  []GrantType{GrantStatic, GrantAuthorizationCode},
+		Refused: viadeoRefused,
 		Check: func(s Settings, g GrantType) error {
 			if g == GrantAuthorizationCode {
 				return clientCredentialsRequired(s, g)
@@ -47,6 +50,24 @@ func init() {
 			}, nil
 		},
 	})
+}
+
+// viadeoRefused recognizes Viadeo's answer to a revoked token, which may
+// come with a 200: {"error":{"type":"Token revoked","message":[…]}}.
+func viadeoRefused(status int, head []byte) bool {
+	var answer struct {
+		Error struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(head, &answer) != nil {
+		return false
+	}
+	switch strings.ToLower(answer.Error.Type) {
+	case "token revoked", "invalid token", "invalid_token", "token expired":
+		return true
+	}
+	return false
 }
 
 type viadeoGrant struct {

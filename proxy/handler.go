@@ -30,6 +30,9 @@ type Route struct {
 	Upstream *url.URL
 	Tokens   TokenSource
 	Inject   Injection
+	// Refused, when set, recognizes answers that refuse the token without
+	// a 401; they are handled as a 401.
+	Refused func(status int, head []byte) bool
 }
 
 type route struct {
@@ -120,11 +123,12 @@ func (h *Handler) newReverseProxy(r Route, base http.RoundTripper, pool *bufferP
 			}
 		},
 		Transport: &tokenTransport{
-			route:  r.Name,
-			tokens: r.Tokens,
-			inject: r.Inject,
-			base:   base,
-			pool:   pool,
+			route:   r.Name,
+			tokens:  r.Tokens,
+			inject:  r.Inject,
+			base:    base,
+			pool:    pool,
+			refused: r.Refused,
 		},
 		// Streamed answers (SSE, chunked, downloads) reach the caller as
 		// they arrive.

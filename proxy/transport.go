@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/authsidecar/authsidecar/auth"
 )
@@ -48,6 +50,8 @@ type tokenTransport struct {
 	inject Injection
 	base   http.RoundTripper
 	pool   *bufferPool
+	// refused recognizes refusals of the token that are not 401s.
+	refused func(status int, head []byte) bool
 }
 
 // tokenError is a failure to get a token, on its way to the ErrorHandler.
@@ -90,7 +94,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, &tokenError{err}
 	}
 	resp, err := t.attempt(req, tok.AccessToken, kept, body)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil || !t.tokenRefused(resp) {
 		return resp, err
 	}
 
@@ -122,6 +126,32 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		call.replay = replayDone
 	}
 	return t.attempt(req, fresh.AccessToken, kept, nil)
+}
+
+// refusalPeekBytes bounds how much of an answer is read to recognize a
+// refusal that is not a 401.
+const refusalPeekBytes = 4 << 10
+
+// tokenRefused reports whether resp refuses the token: a 401, or what the
+// route's preset recognizes in a small JSON answer. A peeked body is put
+// back in front of the rest, so the caller gets every byte.
+func (t *tokenTransport) tokenRefused(resp *http.Response) bool {
+	if resp.StatusCode == http.StatusUnauthorized {
+		return true
+	}
+	if t.refused == nil || !strings.Contains(resp.Header.Get("Content-Type"), "json") ||
+		resp.ContentLength > refusalPeekBytes {
+		return false
+	}
+	head, err := io.ReadAll(io.LimitReader(resp.Body, refusalPeekBytes+1))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+	if err != nil || len(head) > refusalPeekBytes {
+		return false
+	}
+	return t.refused(resp.StatusCode, head)
 }
 
 // attempt sends one copy of req carrying accessToken. Its body is a new

@@ -112,6 +112,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 			Upstream: built.Upstream,
 			Tokens:   keeper,
 			Inject:   proxy.Injection{QueryParam: built.QueryParam},
+			Refused:  built.Refused,
 		})
 		log.Info("route configured",
 			zap.String("route", rc.Name),

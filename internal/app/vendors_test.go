@@ -349,10 +349,20 @@ func TestMovingimageVideoManagerAndRelogin(t *testing.T) {
 }
 
 // Viadeo with a configured token: it goes in the query string, and a
-// refused one turns into a consent error that says how to fix it.
+// refused one — with a 401, or with a 200 and Viadeo's error body — turns
+// into a consent error that says how to fix it.
 func TestViadeoConfiguredToken(t *testing.T) {
+	for _, with200 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "refused with 401", true: "refused with 200"}[with200], func(t *testing.T) {
+			testViadeoConfiguredToken(t, with200)
+		})
+	}
+}
+
+func testViadeoConfiguredToken(t *testing.T, refuseWith200 bool) {
 	clock := fakeclock.New(time.Now())
 	emu := emulators.NewViadeo(vendorOptions(clock))
+	emu.RefuseWith200 = refuseWith200
 	url := serve(t, emu)
 	_, side := sidecar(t, map[string]string{"ROUTES": "viadeo", "VIADEO_UPSTREAM_URL": url, "VIADEO_ACCESS_TOKEN": emu.IssueAccessToken()}, clock)
 	e := call(t, "GET", side+"/viadeo/search/users?keywords=go&access_token=callers", nil, http.Header{"Authorization": {"Bearer callers"}}).echo(t)
@@ -366,5 +376,26 @@ func TestViadeoConfiguredToken(t *testing.T) {
 	}
 	if s := emu.Stats(); s.APICalls != 2 {
 		t.Fatalf("API calls %d, want 2: a refused Viadeo token is not replayed", s.APICalls)
+	}
+}
+
+// An ordinary JSON answer from Viadeo reaches the caller whole, however
+// large, though the sidecar looked at its head for a refusal.
+func TestViadeoAnswersPassIntactAfterThePeek(t *testing.T) {
+	big := strings.Repeat("x", 10_000)
+	upstream := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/small" {
+			io.WriteString(w, `{"name":"Ada"}`)
+			return
+		}
+		io.WriteString(w, `{"blob":"`+big+`"}`)
+	}))
+	_, side := sidecar(t, map[string]string{"ROUTES": "viadeo", "VIADEO_UPSTREAM_URL": upstream, "VIADEO_ACCESS_TOKEN": "t"}, fakeclock.New(time.Now()))
+	if a := call(t, "GET", side+"/viadeo/small", nil, nil); a.status != 200 || string(a.body) != `{"name":"Ada"}` {
+		t.Fatalf("small answer: %d %q", a.status, a.body)
+	}
+	if a := call(t, "GET", side+"/viadeo/big", nil, nil); a.status != 200 || len(a.body) != len(big)+11 {
+		t.Fatalf("big answer: %d, %d bytes", a.status, len(a.body))
 	}
 }

@@ -16,6 +16,9 @@ type Viadeo struct {
 	o Options
 	// FormAnswers makes access_token2 answer form-encoded, not JSON.
 	FormAnswers bool
+	// RefuseWith200 answers a revoked token with HTTP 200 and the error
+	// body, as Viadeo sometimes does.
+	RefuseWith200 bool
 }
 
 // NewViadeo returns the emulator.
@@ -110,7 +113,11 @@ func (v *Viadeo) api(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, ok := v.checkAccess(r.URL.Query().Get("access_token")); !ok {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"type": "Token revoked", "message": []string{"The access token is invalid or was revoked"}}})
+		status := http.StatusUnauthorized
+		if v.RefuseWith200 {
+			status = http.StatusOK
+		}
+		writeJSON(w, status, map[string]any{"error": map[string]any{"type": "Token revoked", "message": []string{"The access token is invalid or was revoked"}}})
 		return
 	}
 	echo(w, r, "viadeo")
