@@ -399,3 +399,25 @@ func TestViadeoAnswersPassIntactAfterThePeek(t *testing.T) {
 		t.Fatalf("big answer: %d, %d bytes", a.status, len(a.body))
 	}
 }
+
+// A second account of a vendor runs on another route with NAME_PRESET, and
+// the two never share a token.
+func TestSecondAccountOnAnotherRoute(t *testing.T) {
+	clock := fakeclock.New(time.Now())
+	emu := emulators.NewMovingimage(vendorOptions(clock))
+	url := serve(t, emu)
+	_, side := sidecar(t, map[string]string{
+		"ROUTES":                   "movingimage,archive",
+		"MOVINGIMAGE_UPSTREAM_URL": url, "MOVINGIMAGE_USERNAME": demoUser, "MOVINGIMAGE_PASSWORD": demoPassword,
+		"ARCHIVE_PRESET": "movingimage", "ARCHIVE_UPSTREAM_URL": url, "ARCHIVE_USERNAME": demoUser, "ARCHIVE_PASSWORD": demoPassword,
+		"ARCHIVE_VIDEOMANAGER_ID": "1002",
+	}, clock)
+	first := call(t, "GET", side+"/movingimage/v1/vms/1001/videos", nil, nil).echo(t)
+	second := call(t, "GET", side+"/archive/v1/vms/1002/videos", nil, nil).echo(t)
+	if first.Header.Get("Authorization") == second.Header.Get("Authorization") {
+		t.Fatal("two routes share one token")
+	}
+	if n := emu.Stats().TokenRequests["login"]; n != 2 {
+		t.Fatalf("%d logins, want one per route", n)
+	}
+}
