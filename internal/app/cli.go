@@ -100,7 +100,13 @@ func (a *App) Login(ctx context.Context, route string, out io.Writer) error {
 		}
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer func() {
+		// Shutdown, not Close: the callback's page must reach the browser
+		// before the listener goes.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
 
 	fmt.Fprintf(out, "Open this URL in a browser and approve access for route %s:\n\n  %s\n\nWaiting for the callback on %s …\n", route, proxy.AuthorizeURL(cr, state), cr.RedirectURL)
 	select {

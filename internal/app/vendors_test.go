@@ -194,9 +194,18 @@ func TestVendorTokenLifecycle(t *testing.T) {
 			// Refresh ahead of expiry: 30 s before it the token is still
 			// served, and a refresh runs.
 			clock.Advance(vc.lifetime - 30*time.Second)
-			call(t, "GET", side+vc.path, nil, nil).echo(t)
+			if again := call(t, "GET", side+vc.path, nil, nil).echo(t); again.Header.Get("Authorization") != e.Header.Get("Authorization") {
+				t.Fatal("a token still valid was not served while its refresh ran")
+			}
 			waitForCount(t, emu, vc.refresh, before+1)
-			call(t, "GET", side+vc.path, nil, nil).echo(t)
+			// The emulator counts the refresh when it answers; the sidecar
+			// installs the token a moment later.
+			for deadline := time.Now().Add(5 * time.Second); call(t, "GET", side+vc.path, nil, nil).echo(t).Header.Get("Authorization") == e.Header.Get("Authorization"); {
+				if time.Now().After(deadline) {
+					t.Fatal("the refreshed token was never served")
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
 			if s := emu.Stats(); s.API401s != 0 {
 				t.Fatalf("a call saw 401 during proactive refresh: %+v", s)
 			}
