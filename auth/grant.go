@@ -105,6 +105,11 @@ func (g *OAuth2Grant) Fetch(ctx context.Context, prev Token) (Token, error) {
 	return tok, err
 }
 
+// RotatesRefreshTokens implements Rotating: a grant that lives on its
+// refresh token alone may be on a vendor that makes each one single-use. A
+// grant with primary credentials can always start over.
+func (g *OAuth2Grant) RotatesRefreshTokens() bool { return !g.hasPrimary() }
+
 func (g *OAuth2Grant) hasPrimary() bool {
 	return g.Type == GrantClientCredentials || g.Type == GrantPassword
 }

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +55,9 @@ type Keeper struct {
 	failures int
 	retryAt  time.Time
 	lastErr  *FetchError
+	// storeErr is the last store failure, nil once the store answers again.
+	storeErr  error
+	lockWaits int
 }
 
 type flight struct {
@@ -144,6 +149,48 @@ type Status struct {
 	HasToken  bool
 	Expiry    time.Time
 	LastError string
+	// StoreError is set while the token store is failing.
+	StoreError string
+}
+
+func (k *Keeper) noteStoreError(err error) {
+	k.mu.Lock()
+	k.storeErr = err
+	k.mu.Unlock()
+}
+
+func (k *Keeper) noteStoreOK() {
+	k.mu.Lock()
+	k.storeErr = nil
+	k.mu.Unlock()
+}
+
+func (k *Keeper) noteLockWait() {
+	k.mu.Lock()
+	k.lockWaits++
+	k.mu.Unlock()
+}
+
+// Resync writes the token held back to the store, after the store was down:
+// siblings see it again without waiting for the next refresh.
+func (k *Keeper) Resync(ctx context.Context) error {
+	k.mu.Lock()
+	tok, ok := k.cur, k.servable(k.cur, k.now())
+	k.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	// A newer token written by a sibling meanwhile is kept.
+	if stored, err := k.load(ctx); err == nil && !stored.Obtained.Before(tok.Obtained) {
+		k.noteStoreOK()
+		return nil
+	}
+	if err := k.save(ctx, tok); err != nil {
+		k.noteStoreError(err)
+		return err
+	}
+	k.noteStoreOK()
+	return nil
 }
 
 // Status reports the keeper's state for health pages.
@@ -153,6 +200,9 @@ func (k *Keeper) Status() Status {
 	s := Status{HasToken: k.servable(k.cur, k.now()), Expiry: k.cur.Expiry}
 	if k.lastErr != nil {
 		s.LastError = k.lastErr.Error()
+	}
+	if k.storeErr != nil {
+		s.StoreError = k.storeErr.Error()
 	}
 	return s
 }
@@ -238,37 +288,148 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 	}
 }
 
-// obtain gets a token: one already stored by someone else when it is
-// usable, else a new one from the grant, which is then stored. adopted says
-// the token came from the store.
+// obtain gets a token for the fleet. A token another holder (a sibling
+// replica, the consent flow) already stored is adopted. Otherwise the
+// route's lock in the store is taken, the store re-read (the previous holder
+// may just have finished), the grant asked, and the new token stored before
+// the lock is released; while a sibling holds the lock, obtain waits for its
+// token instead of refreshing too. adopted says the token came from the store.
 func (k *Keeper) obtain(ctx context.Context, prev Token, rejected string) (Token, bool, error) {
+	owner := lockOwner()
+	for {
+		stored, err := k.load(ctx)
+		switch {
+		case err == nil:
+			if k.adoptable(stored, rejected) {
+				return stored, true, nil
+			}
+			// The store may hold a newer refresh token (rotated by a
+			// sibling); a rotated-away one would be refused.
+			if stored.Obtained.After(prev.Obtained) {
+				prev = stored
+			}
+		case !errors.Is(err, cache.ErrNotFound):
+			return k.obtainWithoutStore(ctx, prev, err)
+		}
+
+		err = k.cfg.Store.TryLock(ctx, k.lockKey(), owner, k.lockTTL())
+		switch {
+		case err == nil:
+			return k.obtainHoldingLock(ctx, owner, prev, rejected)
+		case errors.Is(err, cache.ErrLocked):
+			k.noteLockWait()
+			select {
+			case <-ctx.Done():
+				return Token{}, false, fmt.Errorf("waiting for another replica's refresh: %w", ctx.Err())
+			case <-time.After(lockPollInterval):
+			}
+		default:
+			return k.obtainWithoutStore(ctx, prev, err)
+		}
+	}
+}
+
+// lockPollInterval is how often a replica waiting for a sibling's refresh
+// looks for its token: a refresh takes a round trip to the vendor, so a few
+// looks at most.
+const lockPollInterval = 25 * time.Millisecond
+
+func (k *Keeper) lockKey() string { return "lock:" + k.cfg.StoreKey }
+
+// lockTTL outlives a token call, so the lock is not lost mid-refresh, yet
+// bounds how long a crashed holder blocks the fleet.
+func (k *Keeper) lockTTL() time.Duration { return k.cfg.Timeout + 5*time.Second }
+
+func lockOwner() string {
+	b := make([]byte, 12)
+	crand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// adoptable reports whether a stored token can be served instead of
+// refreshing: valid, not the one the upstream refused, not due.
+func (k *Keeper) adoptable(t Token, rejected string) bool {
 	now := k.now()
-	stored, err := k.load(ctx)
-	switch {
-	case err == nil:
-		if stored.Valid(now) && stored.AccessToken != rejected && !k.due(stored, now) {
+	return t.Valid(now) && t.AccessToken != rejected && !k.due(t, now)
+}
+
+func (k *Keeper) obtainHoldingLock(ctx context.Context, owner string, prev Token, rejected string) (Token, bool, error) {
+	defer func() {
+		// Released even when ctx is done; the TTL covers a failure here.
+		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := k.cfg.Store.Unlock(unlockCtx, k.lockKey(), owner); err != nil {
+			k.log.Warn("releasing the refresh lock failed; it expires by itself", zap.Error(err))
+		}
+	}()
+	if stored, err := k.load(ctx); err == nil {
+		if k.adoptable(stored, rejected) {
 			return stored, true, nil
 		}
-		// The store may hold a newer refresh token (rotated by another
-		// holder); a rotated-away one would be refused.
 		if stored.Obtained.After(prev.Obtained) {
 			prev = stored
 		}
-	case !errors.Is(err, cache.ErrNotFound):
-		k.log.Warn("reading token store failed; refreshing without it", zap.Error(err))
 	}
+	tok, adopted, err := k.fetch(ctx, prev, rejected)
+	if err != nil || adopted {
+		return tok, adopted, err
+	}
+	if err := k.save(ctx, tok); err != nil {
+		k.noteStoreError(err)
+		k.log.Warn("writing token store failed; serving the token from memory", zap.Error(err))
+	} else {
+		k.noteStoreOK()
+	}
+	return tok, false, nil
+}
 
+// obtainWithoutStore refreshes while the store is down. A grant whose
+// refresh tokens rotate must not refresh without the fleet's lock: two
+// replicas presenting one refresh token would get the whole family revoked.
+func (k *Keeper) obtainWithoutStore(ctx context.Context, prev Token, storeErr error) (Token, bool, error) {
+	k.noteStoreError(storeErr)
+	if r, ok := k.cfg.Grant.(Rotating); ok && r.RotatesRefreshTokens() {
+		return Token{}, false, fmt.Errorf("token store unavailable (%v); this route's refresh tokens rotate, and refreshing without the fleet's lock could get them revoked", storeErr)
+	}
+	k.log.Warn("token store unavailable; refreshing without the fleet's lock", zap.Error(storeErr))
+	tok, _, err := k.fetch(ctx, prev, "")
+	if err != nil {
+		return Token{}, false, err
+	}
+	if err := k.save(ctx, tok); err == nil {
+		k.noteStoreOK()
+	}
+	return tok, false, nil
+}
+
+// fetch asks the grant. A refresh refused as invalid_grant may mean a
+// sibling rotated the refresh token meanwhile (its lock expired, or the
+// store was down): the store is read again before giving up.
+func (k *Keeper) fetch(ctx context.Context, prev Token, rejected string) (Token, bool, error) {
 	tok, err := k.cfg.Grant.Fetch(ctx, prev)
+	if err != nil && InvalidGrant(err) {
+		if stored, lerr := k.load(ctx); lerr == nil {
+			if k.adoptable(stored, rejected) {
+				return stored, true, nil
+			}
+			if stored.RefreshToken != "" && stored.RefreshToken != prev.RefreshToken {
+				tok, err = k.cfg.Grant.Fetch(ctx, stored)
+			}
+		}
+	}
 	if err != nil {
 		return Token{}, false, err
 	}
 	if tok.Obtained.IsZero() {
-		tok.Obtained = now
-	}
-	if err := k.save(ctx, tok); err != nil {
-		k.log.Warn("writing token store failed; serving the token from memory", zap.Error(err))
+		tok.Obtained = k.now()
 	}
 	return tok, false, nil
+}
+
+// Rotating is a grant that can say whether its refresh tokens are
+// single-use, which forbids refreshing without the fleet's lock.
+type Rotating interface {
+	RotatesRefreshTokens() bool
 }
 
 // Store writes tok as the route's token, as the consent flow does after a

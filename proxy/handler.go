@@ -51,7 +51,9 @@ type Options struct {
 	// would tell vendors about internal addresses.
 	ForwardedHeaders bool
 	// OAuth, when set, serves /oauth/ (the consent flow).
-	OAuth  http.Handler
+	OAuth http.Handler
+	// Detail, when set, adds to /readyz's answer; verbose is ?verbose.
+	Detail func(verbose bool) map[string]any
 	Logger *zap.Logger
 	Now    func() time.Time
 }
@@ -61,6 +63,7 @@ type Handler struct {
 	routes   map[string]*route
 	names    []string
 	oauth    http.Handler
+	detail   func(verbose bool) map[string]any
 	log      *zap.Logger
 	now      func() time.Time
 	notReady atomic.Bool
@@ -74,6 +77,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		routes: make(map[string]*route, len(opts.Routes)),
 		oauth:  opts.OAuth,
+		detail: opts.Detail,
 		log:    opts.Logger,
 		now:    opts.Now,
 	}
@@ -188,11 +192,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 		return
 	case "/readyz":
-		if h.notReady.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "shutting down"})
-			return
+		body := map[string]any{"ready": true}
+		if h.detail != nil {
+			body = h.detail(r.URL.Query().Has("verbose"))
+			body["ready"] = true
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+		status := http.StatusOK
+		if h.notReady.Load() {
+			body["ready"], body["reason"], status = false, "shutting down", http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, body)
 		return
 	}
 	name, rest, ok := splitRoute(escaped)

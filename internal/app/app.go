@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,13 +22,16 @@ import (
 
 // App is a configured sidecar, not yet serving.
 type App struct {
-	cfg     *config.Config
-	log     *zap.Logger
-	store   cache.Store
-	handler *proxy.Handler
-	keepers map[string]*auth.Keeper
-	grants  map[string]auth.Grant
-	consent map[string]proxy.ConsentRoute
+	cfg   *config.Config
+	log   *zap.Logger
+	store cache.Store
+	redis *cache.Redis // nil with the in-process store
+	// storeDegraded is set while Redis does not answer.
+	storeDegraded atomic.Bool
+	handler       *proxy.Handler
+	keepers       map[string]*auth.Keeper
+	grants        map[string]auth.Grant
+	consent       map[string]proxy.ConsentRoute
 }
 
 // consentRoute checks that a route with a redirect URL can run the consent
@@ -66,9 +70,12 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	store := cache.NewMemory()
+	store, redisStore, err := openStore(cfg)
+	if err != nil {
+		return nil, err
+	}
 	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(cfg.TokenTimeout)}
-	a := &App{cfg: cfg, log: log, store: store,
+	a := &App{cfg: cfg, log: log, store: store, redis: redisStore,
 		keepers: map[string]*auth.Keeper{}, grants: map[string]auth.Grant{}, consent: map[string]proxy.ConsentRoute{}}
 
 	var routes []proxy.Route
@@ -127,6 +134,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 		Transport:        proxy.NewUpstreamTransport(cfg.UpstreamTimeout),
 		ForwardedHeaders: cfg.ForwardedHeaders,
 		OAuth:            proxy.NewConsent(consentRoutes, store, cfg.AdminToken, log.Named("consent")),
+		Detail:           a.readyDetail,
 		Logger:           log.Named("proxy"),
 	})
 	if err != nil {
@@ -134,6 +142,94 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 	}
 	a.handler = h
 	return a, nil
+}
+
+// openStore is the token store the configuration asks for: in-process, or
+// Redis with every value sealed.
+func openStore(cfg *config.Config) (cache.Store, *cache.Redis, error) {
+	if cfg.RedisURL == "" {
+		return cache.NewMemory(), nil, nil
+	}
+	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	current, previous, err := cfg.Keys()
+	if err != nil {
+		return nil, nil, err
+	}
+	sealer, err := cache.NewSealer(current, previous...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
+	}
+	r := cache.NewRedis(client, cfg.RedisKeyPrefix)
+	return cache.NewSealed(r, sealer), r, nil
+}
+
+// readyDetail is what /readyz says beyond ready: the store's state, and
+// with ?verbose each route's token state (never a token).
+func (a *App) readyDetail(verbose bool) map[string]any {
+	d := map[string]any{"store": "memory"}
+	if a.redis != nil {
+		d["store"] = "redis"
+		d["store_state"] = "ok"
+		if a.storeDegraded.Load() {
+			d["store_state"] = "degraded: serving tokens from memory"
+		}
+	}
+	if verbose {
+		routes := map[string]any{}
+		for name, k := range a.keepers {
+			st := k.Status()
+			r := map[string]any{"token": st.HasToken}
+			if !st.Expiry.IsZero() {
+				r["expires_in_seconds"] = int(time.Until(st.Expiry).Seconds())
+			}
+			if st.LastError != "" {
+				r["last_error"] = st.LastError
+			}
+			if st.StoreError != "" {
+				r["store_error"] = st.StoreError
+			}
+			routes[name] = r
+		}
+		d["routes"] = routes
+	}
+	return d
+}
+
+// watchStore pings Redis until ctx ends. It marks the store degraded while
+// Redis does not answer and, when it answers again, writes every route's
+// token back so siblings see it without waiting for the next refresh.
+func (a *App) watchStore(ctx context.Context, every time.Duration) {
+	if a.redis == nil {
+		return
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		pingCtx, cancel := context.WithTimeout(ctx, every)
+		err := a.redis.Ping(pingCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !a.storeDegraded.Swap(true):
+			a.log.Warn("token store degraded: Redis does not answer; serving tokens from memory", zap.Error(err))
+		case err == nil && a.storeDegraded.Swap(false):
+			a.log.Info("token store back: writing tokens through again")
+			for name, k := range a.keepers {
+				if err := k.Resync(ctx); err != nil {
+					a.log.Warn("writing token back to the store failed", zap.String("route", name), zap.Error(err))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // Handler is the sidecar's HTTP handler.
@@ -156,6 +252,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go a.watchStore(watchCtx, 5*time.Second)
 	a.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.keepers)))
 
 	select {

@@ -14,6 +14,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/cache"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -31,7 +32,12 @@ type Config struct {
 	ShutdownDelay    time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
 	ForwardedHeaders bool          `env:"FORWARDED_HEADERS" envDefault:"false"`
 	RedisURL         string        `env:"REDIS_URL"`
-	AdminToken       string        `env:"ADMIN_TOKEN"`
+	RedisMode        string        `env:"REDIS_MODE" envDefault:"single"`
+	RedisKeyPrefix   string        `env:"REDIS_KEY_PREFIX" envDefault:"authsidecar:"`
+	// The keys are kept as given; Keys() decodes them.
+	TokenEncryptionKey         string `env:"TOKEN_ENCRYPTION_KEY"`
+	TokenEncryptionKeyPrevious string `env:"TOKEN_ENCRYPTION_KEY_PREVIOUS"`
+	AdminToken                 string `env:"ADMIN_TOKEN"`
 
 	Routes []Route `env:"-"`
 }
@@ -202,10 +208,35 @@ func (c *Config) check() error {
 	if c.ListenAddr == "" {
 		return errors.New("LISTEN_ADDR: must not be empty")
 	}
+	switch c.RedisMode {
+	case "single", "sentinel", "cluster":
+	default:
+		return fmt.Errorf("REDIS_MODE: unknown mode %q (want single, sentinel or cluster)", c.RedisMode)
+	}
 	if c.RedisURL != "" {
-		return errors.New("REDIS_URL: the Redis token store is not in this build yet; unset REDIS_URL to use the in-process store")
+		if c.TokenEncryptionKey == "" {
+			return errors.New("TOKEN_ENCRYPTION_KEY: is required when REDIS_URL is set, so no token reaches Redis in clear; make one with: openssl rand -base64 32")
+		}
+		if _, _, err := c.Keys(); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// Keys decodes TOKEN_ENCRYPTION_KEY and TOKEN_ENCRYPTION_KEY_PREVIOUS.
+func (c *Config) Keys() (current []byte, previous [][]byte, err error) {
+	if current, err = cache.ParseKey(c.TokenEncryptionKey); err != nil {
+		return nil, nil, fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
+	}
+	if c.TokenEncryptionKeyPrevious != "" {
+		prev, err := cache.ParseKey(c.TokenEncryptionKeyPrevious)
+		if err != nil {
+			return nil, nil, fmt.Errorf("TOKEN_ENCRYPTION_KEY_PREVIOUS: %w", err)
+		}
+		previous = append(previous, prev)
+	}
+	return current, previous, nil
 }
 
 // parse runs env and rewrites its errors, which name Go fields, to name the
