@@ -1,0 +1,205 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/fakeclock"
+	"github.com/authsidecar/authsidecar/internal/oauthtest"
+)
+
+const fleetSecret = "fleet-client-secret"
+
+var fleetKey = bytes.Repeat([]byte{7}, cache.KeySize)
+
+// replica is one sidecar's keeper with its own connection to the shared
+// Redis, as a pod of a Deployment has.
+func replica(t *testing.T, mr *miniredis.Miniredis, clock *fakeclock.Clock, grant Grant) *Keeper {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { client.Close() })
+	sealer, err := cache.NewSealer(fleetKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewKeeper(KeeperConfig{
+		Route: "fleet", Grant: grant, Now: clock.Now, Timeout: 5 * time.Second,
+		Store: cache.NewSealed(cache.NewRedis(client, "authsidecar:"), sealer), StoreKey: "token:fleet:abc",
+	})
+}
+
+func rotatingVendor(t *testing.T, clock *fakeclock.Clock) (*oauthtest.Server, func() Grant) {
+	srv := oauthtest.New(t, oauthtest.Config{
+		ClientID: "fleet-client", ClientSecret: fleetSecret, BasicAuth: true, Grants: []string{"refresh_token"},
+		InitialRefreshToken: "rt-initial-secret", Rotate: true, Lifetime: time.Minute, Now: clock.Now,
+	})
+	return srv, func() Grant {
+		return &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.TokenURL(), RefreshToken: "rt-initial-secret",
+			Endpoint: &Endpoint{ClientID: "fleet-client", ClientSecret: fleetSecret, Client: http.DefaultClient, Now: clock.Now}}
+	}
+}
+
+// Three replicas, 200 concurrent callers, several expiries, a vendor whose
+// refresh tokens are single-use: one refresh per expiry for the whole
+// fleet, no refresh token presented twice, no failed call.
+func TestFleetRefreshesOncePerExpiry(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	vendor, grant := rotatingVendor(t, clock)
+	replicas := []*Keeper{replica(t, mr, clock, grant()), replica(t, mr, clock, grant()), replica(t, mr, clock, grant())}
+
+	const expiries, callers = 4, 200
+	for wave := 1; wave <= expiries; wave++ {
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		tokens := sync.Map{}
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tok, err := replicas[i%len(replicas)].Token(context.Background())
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("wave %d: %v", wave, err)
+					return
+				}
+				tokens.Store(tok.AccessToken, true)
+			}()
+		}
+		wg.Wait()
+		distinct := 0
+		tokens.Range(func(any, any) bool { distinct++; return true })
+		if n := vendor.TokenCalls("refresh_token"); n != wave || failed.Load() != 0 || distinct != 1 {
+			t.Fatalf("wave %d: %d refreshes in all (want %d), %d failed calls, %d distinct tokens", wave, n, wave, failed.Load(), distinct)
+		}
+		clock.Advance(2 * time.Minute) // every token expires
+	}
+	if n := vendor.InvalidGrants(); n != 0 {
+		t.Fatalf("%d invalid_grant answers: a refresh token was presented twice (%v)", n, vendor.BadRequests())
+	}
+
+	// Nothing in Redis — key names or values — holds a secret in clear.
+	secrets := append(vendor.IssuedSecrets(), fleetSecret, "rt-initial-secret")
+	keys := mr.Keys()
+	if len(keys) == 0 {
+		t.Fatal("nothing was stored in Redis")
+	}
+	for _, k := range keys {
+		v, _ := mr.Get(k)
+		for _, s := range secrets {
+			if strings.Contains(k, s) || strings.Contains(v, s) {
+				t.Fatalf("Redis key %q holds a secret in clear", k)
+			}
+		}
+	}
+}
+
+// A replica whose token the vendor refused adopts the newer token a sibling
+// stored instead of refreshing over it (compare-and-invalidate, fleet-wide).
+func TestFleetAdoptsSiblingsTokenAfter401(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	vendor, grant := rotatingVendor(t, clock)
+	a, b := replica(t, mr, clock, grant()), replica(t, mr, clock, grant())
+
+	old := mustToken(t, a)
+	if mustToken(t, b).AccessToken != old.AccessToken {
+		t.Fatal("b did not take a's token from the store")
+	}
+	a.Invalidate(old.AccessToken) // a got 401 and refreshed
+	fresh := mustToken(t, a)
+	b.Invalidate(old.AccessToken) // b gets its own 401 for the old token
+	if got := mustToken(t, b); got.AccessToken != fresh.AccessToken {
+		t.Fatal("b refreshed over a's newer token")
+	}
+	if n := vendor.TokenCalls("refresh_token"); n != 2 {
+		t.Fatalf("%d refreshes, want 2", n)
+	}
+}
+
+// Redis stops under load: calls keep being served from memory while the
+// token is valid; a grant that cannot rotate still refreshes, one that can
+// does not; when Redis is back, writes resume without a restart.
+func TestFleetSurvivesRedisOutage(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	ccVendor := oauthtest.New(t, oauthtest.Config{ClientID: "cc", ClientSecret: "cs", BasicAuth: true,
+		Grants: []string{"client_credentials"}, Lifetime: time.Hour, Now: clock.Now})
+	cc := replica(t, mr, clock, &OAuth2Grant{Type: GrantClientCredentials, TokenURL: ccVendor.TokenURL(),
+		Endpoint: &Endpoint{ClientID: "cc", ClientSecret: "cs", Client: http.DefaultClient, Now: clock.Now}})
+	_, rotGrant := rotatingVendor(t, clock)
+	rot := replica(t, mr, clock, rotGrant())
+	mustToken(t, cc)
+	mustToken(t, rot)
+
+	// Load, during which Redis goes away.
+	var failed, served atomic.Int32
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, k := range []*Keeper{cc, rot} {
+					if _, err := k.Token(context.Background()); err != nil {
+						failed.Add(1)
+					} else {
+						served.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	mr.Close()
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || served.Load() == 0 {
+		t.Fatalf("with Redis down and tokens valid: %d failed, %d served", failed.Load(), served.Load())
+	}
+
+	// The tokens expire while Redis is down.
+	clock.Advance(2 * time.Hour)
+	fresh, err := cc.Token(context.Background())
+	if err != nil {
+		t.Fatalf("client credentials could not refresh without Redis: %v", err)
+	}
+	if st := cc.Status(); st.StoreError == "" {
+		t.Error("the keeper does not report the store as failing")
+	}
+	if _, err := rot.Token(context.Background()); err == nil || KindOf(err) != Unavailable || !strings.Contains(err.Error(), "rotate") {
+		t.Fatalf("a rotating grant refreshed without the lock: %v", err)
+	}
+
+	// Redis is back: the token refreshed meanwhile is written through.
+	if err := mr.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Resync(context.Background()); err != nil {
+		t.Fatalf("writing through after Redis came back: %v", err)
+	}
+	stored, err := cc.load(context.Background())
+	if err != nil || stored.AccessToken != fresh.AccessToken {
+		t.Fatalf("store after recovery holds %v (%v), want the token refreshed during the outage", stored, err)
+	}
+	if st := cc.Status(); st.StoreError != "" {
+		t.Errorf("store still reported failing: %s", st.StoreError)
+	}
+}
