@@ -69,3 +69,31 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisSettings(t *testing.T) {
+	const goodKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	tests := []struct {
+		env     map[string]string
+		wantErr string
+	}{
+		{map[string]string{"REDIS_URL": "redis://r:6379"}, "TOKEN_ENCRYPTION_KEY: is required when REDIS_URL is set"},
+		{map[string]string{"REDIS_URL": "redis://r:6379", "TOKEN_ENCRYPTION_KEY": "c2hvcnQ="}, "TOKEN_ENCRYPTION_KEY: is 5 bytes"},
+		{map[string]string{"REDIS_URL": "redis://r:6379", "TOKEN_ENCRYPTION_KEY": goodKey, "TOKEN_ENCRYPTION_KEY_PREVIOUS": "!"}, "TOKEN_ENCRYPTION_KEY_PREVIOUS:"},
+		{map[string]string{"REDIS_MODE": "galaxy"}, "REDIS_MODE:"},
+		{map[string]string{"REDIS_URL": "redis://r:6379", "TOKEN_ENCRYPTION_KEY": goodKey}, ""},
+	}
+	for _, tt := range tests {
+		tt.env["ROUTES"] = "a"
+		_, err := LoadFrom(tt.env)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", tt.env, err)
+		case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr)):
+			t.Errorf("%v: err = %v, want prefix %q", tt.env, err, tt.wantErr)
+		}
+	}
+	_, err := LoadFrom(map[string]string{"ROUTES": "a", "REDIS_URL": "redis://r:6379"})
+	if err == nil || !strings.Contains(err.Error(), "openssl rand -base64 32") {
+		t.Errorf("the missing-key error does not say how to make one: %v", err)
+	}
+}
