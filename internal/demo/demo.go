@@ -21,11 +21,14 @@ import (
 
 // Demo is a running set of emulators and the sidecar in front of them.
 type Demo struct {
-	App      *app.App
-	BaseURL  string
-	Commands []Command
-	servers  []*http.Server
-	listener net.Listener
+	App     *app.App
+	BaseURL string
+	// Emulators are the vendors' stand-ins, by route name, for pointing
+	// your own configuration at.
+	Emulators map[string]string
+	Commands  []Command
+	servers   []*http.Server
+	listener  net.Listener
 }
 
 // Command is one curl command the demo prints, and what it shows.
@@ -101,6 +104,7 @@ func Start(ln net.Listener, log *zap.Logger) (*Demo, error) {
 		return nil, fmt.Errorf("configuring the demo sidecar: %w", err)
 	}
 
+	d.Emulators = urls
 	d.Commands = []Command{
 		{What: "viewneo playlists (Bearer token from a refresh token; rotated on every refresh)", Method: "GET", Path: "/viewneo/api/v1.0/playlist"},
 		{What: "movingimage videos (JSON login, JWT expiry, refresh per VideoManager)", Method: "GET", Path: "/movingimage/v1/vms/1001/videos"},
@@ -159,7 +163,12 @@ func (d *Demo) PrintIntro(w io.Writer) {
 	for _, c := range d.Commands {
 		fmt.Fprintf(w, "# %s\n%s\n\n", c.What, c.Curl)
 	}
-	fmt.Fprintf(w, "Health: curl %s/readyz    Stop: Ctrl-C\n\n", d.BaseURL)
+	fmt.Fprintf(w, "Health: curl %s/readyz?verbose    Stop: Ctrl-C\n\n", d.BaseURL)
+	fmt.Fprintf(w, "To point your own configuration at the emulators (client %s / %s, user %s / %s):\n", clientID, clientSecret, username, password)
+	for _, name := range []string{"viewneo", "movingimage", "veem", "viadeo"} {
+		fmt.Fprintf(w, "  %s_UPSTREAM_URL=%s\n", strings.ToUpper(name), d.Emulators[name])
+	}
+	fmt.Fprintln(w)
 }
 
 // Serve serves the sidecar until ctx ends, then drains and stops the
