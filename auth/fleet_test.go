@@ -203,3 +203,25 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 		t.Errorf("store still reported failing: %s", st.StoreError)
 	}
 }
+
+// A token sealed with a key no longer configured is as good as absent: the
+// route gets a new one instead of failing as if the store were down.
+func TestKeeperTreatsUnopenableTokenAsAbsent(t *testing.T) {
+	clock := fakeclock.New(time.Now())
+	vendor := oauthtest.New(t, oauthtest.Config{ClientID: "cc", ClientSecret: "cs", BasicAuth: true,
+		Grants: []string{"client_credentials"}, Now: clock.Now})
+	grant := &OAuth2Grant{Type: GrantClientCredentials, TokenURL: vendor.TokenURL(),
+		Endpoint: &Endpoint{ClientID: "cc", ClientSecret: "cs", Client: http.DefaultClient, Now: clock.Now}}
+	shared := cache.NewMemory()
+	keeperWith := func(key byte) *Keeper {
+		sealer, _ := cache.NewSealer(bytes.Repeat([]byte{key}, cache.KeySize))
+		return NewKeeper(KeeperConfig{Route: "r", Grant: grant, Now: clock.Now, Store: cache.NewSealed(shared, sealer), StoreKey: "token:r"})
+	}
+	mustToken(t, keeperWith(1))
+	if _, err := keeperWith(2).Token(context.Background()); err != nil {
+		t.Fatalf("a token sealed with a lost key stopped the route: %v", err)
+	}
+	if n := vendor.TokenCalls("client_credentials"); n != 2 {
+		t.Fatalf("%d token calls, want 2", n)
+	}
+}

@@ -308,6 +308,9 @@ func (k *Keeper) obtain(ctx context.Context, prev Token, rejected string) (Token
 			if stored.Obtained.After(prev.Obtained) {
 				prev = stored
 			}
+		case errors.Is(err, cache.ErrUnsealable):
+			// Sealed with a key no longer configured: as good as absent.
+			k.log.Warn("stored token does not open with the configured keys; getting a new one", zap.Error(err))
 		case !errors.Is(err, cache.ErrNotFound):
 			return k.obtainWithoutStore(ctx, prev, err)
 		}
