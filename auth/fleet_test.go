@@ -225,3 +225,20 @@ func TestKeeperTreatsUnopenableTokenAsAbsent(t *testing.T) {
 		t.Fatalf("%d token calls, want 2", n)
 	}
 }
+
+// In steady state a request costs no Redis round trip: the token is served
+// from memory.
+func TestKeeperSteadyStateCostsNoRedisRoundTrip(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	_, grant := rotatingVendor(t, clock)
+	k := replica(t, mr, clock, grant())
+	mustToken(t, k)
+	before := mr.CommandCount()
+	for range 1000 {
+		mustToken(t, k)
+	}
+	if n := mr.CommandCount() - before; n != 0 {
+		t.Fatalf("1000 token lookups cost %d Redis commands, want 0", n)
+	}
+}
