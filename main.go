@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,6 +31,8 @@ Usage:
   authsidecar login ROUTE    give consent for ROUTE from a terminal (authorization code)
   authsidecar token ROUTE    print a current access token of ROUTE
   authsidecar revoke ROUTE   revoke ROUTE's token at the vendor
+  authsidecar healthcheck    exit 0 if the sidecar on LISTEN_ADDR is ready, else 1
+                             (for container health checks in images with no shell)
   authsidecar version        print the version
 
 login, token and revoke read the same environment as the sidecar.
@@ -59,6 +62,8 @@ func run(args []string) error {
 			return fmt.Errorf("%s needs a route name", cmd)
 		}
 		return operate(cmd, args[1])
+	case "healthcheck":
+		return healthcheck()
 	case "version", "--version":
 		fmt.Println(version)
 		return nil
@@ -158,4 +163,29 @@ func operate(cmd, route string) error {
 			route, config.RoutePrefix(route), config.RoutePrefix(route))
 		return nil
 	}
+}
+
+// healthcheck asks the running sidecar whether it is ready.
+func healthcheck() error {
+	addr := os.Getenv("LISTEN_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every address includes loopback
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/readyz")
+	if err != nil {
+		return fmt.Errorf("not healthy: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready: /readyz answered %d", resp.StatusCode)
+	}
+	return nil
 }

@@ -34,7 +34,30 @@ type KeeperConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *zap.Logger
 	Now                    func() time.Time
+	// Observer, when set, is told of refreshes, lock waits, store errors
+	// and token expiry, for metrics.
+	Observer Observer
 }
+
+// Observer is told what a Keeper does. Every method must be cheap and safe
+// for concurrent use.
+type Observer interface {
+	// Refresh reports one refresh: result is success, adopted (taken from
+	// the store), or the ErrorKind of its failure.
+	Refresh(route, result string, took time.Duration)
+	LockWait(route string)
+	StoreError(route string)
+	// TokenExpiry reports the expiry of the token now held (zero: none or
+	// not known).
+	TokenExpiry(route string, expiry time.Time)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Refresh(string, string, time.Duration) {}
+func (nopObserver) LockWait(string)                       {}
+func (nopObserver) StoreError(string)                     {}
+func (nopObserver) TokenExpiry(string, time.Time)         {}
 
 // Keeper keeps one route's token fresh. It serves the token it holds while it
 // is fresh, refreshes ahead of expiry, and lets one refresh run at a time
@@ -83,6 +106,9 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 	}
 	if cfg.Store == nil {
 		cfg.Store = cache.NewMemory()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	if cfg.StoreKey == "" {
 		cfg.StoreKey = "token:" + cfg.Route
@@ -154,6 +180,7 @@ type Status struct {
 }
 
 func (k *Keeper) noteStoreError(err error) {
+	k.cfg.Observer.StoreError(k.cfg.Route)
 	k.mu.Lock()
 	k.storeErr = err
 	k.mu.Unlock()
@@ -166,6 +193,7 @@ func (k *Keeper) noteStoreOK() {
 }
 
 func (k *Keeper) noteLockWait() {
+	k.cfg.Observer.LockWait(k.cfg.Route)
 	k.mu.Lock()
 	k.lockWaits++
 	k.mu.Unlock()
@@ -261,6 +289,7 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 		k.lastErr = &FetchError{Route: k.cfg.Route, Kind: KindOf(err), RetryAfter: k.retryAt, Err: err}
 		f.err = k.lastErr
 		k.mu.Unlock()
+		k.cfg.Observer.Refresh(k.cfg.Route, KindOf(err).String(), now.Sub(started))
 		k.log.Warn("token refresh failed",
 			zap.String("reason", KindOf(err).String()),
 			zap.Error(err),
@@ -277,6 +306,12 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 	k.mu.Unlock()
 	close(f.done)
 
+	result := "success"
+	if adopted {
+		result = "adopted"
+	}
+	k.cfg.Observer.Refresh(k.cfg.Route, result, now.Sub(started))
+	k.cfg.Observer.TokenExpiry(k.cfg.Route, tok.Expiry)
 	fields := []zap.Field{zap.Duration("took", now.Sub(started))}
 	if !tok.Expiry.IsZero() {
 		fields = append(fields, zap.Duration("expires_in", tok.Expiry.Sub(now).Round(time.Second)))
@@ -447,6 +482,7 @@ func (k *Keeper) Store(ctx context.Context, tok Token) error {
 	k.mu.Lock()
 	k.cur, k.rejected, k.failures, k.lastErr, k.retryAt = tok, "", 0, nil, time.Time{}
 	k.mu.Unlock()
+	k.cfg.Observer.TokenExpiry(k.cfg.Route, tok.Expiry)
 	return nil
 }
 
@@ -498,6 +534,7 @@ func (k *Keeper) Forget(ctx context.Context) error {
 	k.mu.Lock()
 	k.cur, k.rejected = Token{}, ""
 	k.mu.Unlock()
+	k.cfg.Observer.TokenExpiry(k.cfg.Route, time.Time{})
 	raw, err := k.cfg.Store.Get(ctx, k.cfg.StoreKey)
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -54,19 +55,29 @@ type Options struct {
 	OAuth http.Handler
 	// Detail, when set, adds to /readyz's answer; verbose is ?verbose.
 	Detail func(verbose bool) map[string]any
-	Logger *zap.Logger
-	Now    func() time.Time
+	// ClientKeys, when set, are the keys a caller must present in the
+	// X-Authsidecar-Key header; the header is never forwarded.
+	ClientKeys []string
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
+	// Observer, when set, is told of every proxied call, for metrics.
+	Observer Observer
+	Logger   *zap.Logger
+	Now      func() time.Time
 }
 
 // Handler is the sidecar's http.Handler.
 type Handler struct {
-	routes   map[string]*route
-	names    []string
-	oauth    http.Handler
-	detail   func(verbose bool) map[string]any
-	log      *zap.Logger
-	now      func() time.Time
-	notReady atomic.Bool
+	routes     map[string]*route
+	names      []string
+	oauth      http.Handler
+	detail     func(verbose bool) map[string]any
+	metrics    http.Handler
+	observer   Observer
+	clientKeys [][]byte
+	log        *zap.Logger
+	now        func() time.Time
+	notReady   atomic.Bool
 }
 
 // New builds a Handler, one reverse proxy per route.
@@ -75,17 +86,25 @@ func New(opts Options) (*Handler, error) {
 		return nil, errors.New("max replay bytes must not be negative")
 	}
 	h := &Handler{
-		routes: make(map[string]*route, len(opts.Routes)),
-		oauth:  opts.OAuth,
-		detail: opts.Detail,
-		log:    opts.Logger,
-		now:    opts.Now,
+		routes:   make(map[string]*route, len(opts.Routes)),
+		oauth:    opts.OAuth,
+		detail:   opts.Detail,
+		metrics:  opts.Metrics,
+		observer: opts.Observer,
+		log:      opts.Logger,
+		now:      opts.Now,
 	}
 	if h.log == nil {
 		h.log = zap.NewNop()
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	if h.observer == nil {
+		h.observer = nopObserver{}
+	}
+	for _, k := range opts.ClientKeys {
+		h.clientKeys = append(h.clientKeys, []byte(k))
 	}
 	base := opts.Transport
 	if base == nil {
@@ -122,6 +141,7 @@ func (h *Handler) newReverseProxy(r Route, base http.RoundTripper, pool *bufferP
 			pr.Out.Host = ""
 			// The caller's own credentials never reach the vendor.
 			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Del(ClientKeyHeader)
 			if forwarded {
 				pr.SetXForwarded()
 			}
@@ -158,6 +178,23 @@ func NewUpstreamTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	}
 }
 
+// ClientKeyHeader carries a caller's client key when CLIENT_KEYS is set.
+const ClientKeyHeader = "X-Authsidecar-Key"
+
+// clientAllowed checks the caller's client key, in constant time against
+// every key, when keys are configured.
+func (h *Handler) clientAllowed(r *http.Request) bool {
+	if len(h.clientKeys) == 0 {
+		return true
+	}
+	presented := []byte(r.Header.Get(ClientKeyHeader))
+	match := 0
+	for _, k := range h.clientKeys {
+		match |= subtle.ConstantTimeCompare(presented, k)
+	}
+	return match == 1
+}
+
 // SetReady sets what /readyz answers; it turns false when draining.
 func (h *Handler) SetReady(ready bool) { h.notReady.Store(!ready) }
 
@@ -169,7 +206,34 @@ const (
 	replayDone          replayOutcome = "replayed"
 	replayNotReplayable replayOutcome = "body_too_large"
 	replayNoNewToken    replayOutcome = "no_new_token"
+	replayTokenError    replayOutcome = "token_error"
 )
+
+// outcome names what followed a 401 for metrics: for a replay, whether the
+// replay was refused too.
+func (o replayOutcome) outcome(finalStatus int) string {
+	if o == replayDone {
+		if finalStatus == http.StatusUnauthorized {
+			return "replayed_refused"
+		}
+		return "replayed"
+	}
+	return string(o)
+}
+
+// Observer is told of every proxied call. Its methods must be cheap and safe
+// for concurrent use.
+type Observer interface {
+	Request(route, method string, status int, took time.Duration)
+	// Replay reports what followed an upstream 401: replayed,
+	// replayed_refused, body_too_large, no_new_token or token_error.
+	Replay(route, outcome string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Request(string, string, int, time.Duration) {}
+func (nopObserver) Replay(string, string)                      {}
 
 // call is what the handler and the transport share about one proxied call.
 type call struct {
@@ -204,9 +268,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, body)
 		return
 	}
+	if escaped == "/metrics" && h.metrics != nil {
+		h.metrics.ServeHTTP(w, r)
+		return
+	}
 	name, rest, ok := splitRoute(escaped)
 	if ok && name == "oauth" && h.oauth != nil {
 		h.oauth.ServeHTTP(w, r)
+		return
+	}
+	if !h.clientAllowed(r) {
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "client_key_required",
+			Message: "this sidecar serves only callers that present a client key in the " + ClientKeyHeader + " header"})
 		return
 	}
 	rt := h.routes[name]
@@ -238,13 +311,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 
+	took := h.now().Sub(start)
+	h.observer.Request(name, r.Method, rec.statusOrOK(), took)
+	if c.replay != replayNone {
+		h.observer.Replay(name, c.replay.outcome(rec.statusOrOK()))
+	}
 	if ce := h.log.Check(zapcore.InfoLevel, "proxied"); ce != nil {
 		ce.Write(
 			zap.String("route", name),
 			zap.String("method", r.Method),
 			zap.String("path", redactedTarget(confined, r.URL.RawQuery)),
 			zap.Int("status", rec.statusOrOK()),
-			zap.Duration("duration", h.now().Sub(start)),
+			zap.Duration("duration", took),
 			zap.Int64("bytes", rec.written),
 			zap.Bool("replayed", c.replay == replayDone),
 			zap.String("after_401", string(c.replay)),

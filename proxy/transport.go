@@ -111,6 +111,9 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	fresh, err := t.tokens.Token(ctx)
 	if err != nil {
 		drain(resp.Body)
+		if call != nil {
+			call.replay = replayTokenError
+		}
 		return nil, &tokenError{err}
 	}
 	if fresh.AccessToken == tok.AccessToken {

@@ -17,15 +17,17 @@ import (
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
 	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/metrics"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // App is a configured sidecar, not yet serving.
 type App struct {
-	cfg   *config.Config
-	log   *zap.Logger
-	store cache.Store
-	redis *cache.Redis // nil with the in-process store
+	cfg     *config.Config
+	log     *zap.Logger
+	store   cache.Store
+	redis   *cache.Redis // nil with the in-process store
+	metrics *metrics.Metrics
 	// storeDegraded is set while Redis does not answer.
 	storeDegraded atomic.Bool
 	handler       *proxy.Handler
@@ -75,7 +77,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 		return nil, err
 	}
 	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(cfg.TokenTimeout)}
-	a := &App{cfg: cfg, log: log, store: store, redis: redisStore,
+	a := &App{cfg: cfg, log: log, store: store, redis: redisStore, metrics: metrics.New(),
 		keepers: map[string]*auth.Keeper{}, grants: map[string]auth.Grant{}, consent: map[string]proxy.ConsentRoute{}}
 
 	var routes []proxy.Route
@@ -103,6 +105,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 			Margin:   cfg.RefreshMargin,
 			Logger:   log.Named("auth"),
 			Now:      o.now,
+			Observer: a.metrics,
 		})
 		a.keepers[rc.Name] = keeper
 		a.grants[rc.Name] = built.Grant
@@ -135,6 +138,9 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
 		ForwardedHeaders: cfg.ForwardedHeaders,
 		OAuth:            proxy.NewConsent(consentRoutes, store, cfg.AdminToken, log.Named("consent")),
 		Detail:           a.readyDetail,
+		ClientKeys:       cfg.ClientKeys,
+		Observer:         a.metrics,
+		Metrics:          a.metricsOnMainListener(),
 		Logger:           log.Named("proxy"),
 	})
 	if err != nil {
@@ -215,8 +221,10 @@ func (a *App) watchStore(ctx context.Context, every time.Duration) {
 		case ctx.Err() != nil:
 			return
 		case err != nil && !a.storeDegraded.Swap(true):
+			a.metrics.StoreDegraded(true)
 			a.log.Warn("token store degraded: Redis does not answer; serving tokens from memory", zap.Error(err))
 		case err == nil && a.storeDegraded.Swap(false):
+			a.metrics.StoreDegraded(false)
 			a.log.Info("token store back: writing tokens through again")
 			for name, k := range a.keepers {
 				if err := k.Resync(ctx); err != nil {
@@ -230,6 +238,15 @@ func (a *App) watchStore(ctx context.Context, every time.Duration) {
 		case <-tick.C:
 		}
 	}
+}
+
+// metricsOnMainListener is /metrics on the main listener, unless
+// METRICS_ADDR gives it a listener of its own.
+func (a *App) metricsOnMainListener() http.Handler {
+	if a.cfg.MetricsAddr != "" {
+		return nil
+	}
+	return a.metrics.Handler()
 }
 
 // Handler is the sidecar's HTTP handler.
@@ -252,6 +269,24 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if a.cfg.MetricsAddr != "" {
+		msrv := &http.Server{Addr: a.cfg.MetricsAddr, ReadHeaderTimeout: 10 * time.Second,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/metrics" {
+					http.NotFound(w, r)
+					return
+				}
+				a.metrics.Handler().ServeHTTP(w, r)
+			})}
+		mln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		a.log.Info("serving metrics", zap.String("addr", mln.Addr().String()))
+	}
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go a.watchStore(watchCtx, 5*time.Second)

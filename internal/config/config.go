@@ -38,6 +38,10 @@ type Config struct {
 	TokenEncryptionKey         string `env:"TOKEN_ENCRYPTION_KEY"`
 	TokenEncryptionKeyPrevious string `env:"TOKEN_ENCRYPTION_KEY_PREVIOUS"`
 	AdminToken                 string `env:"ADMIN_TOKEN"`
+	MetricsAddr                string `env:"METRICS_ADDR"`
+	// ClientKeys, when set, are the keys callers must present (header
+	// X-Authsidecar-Key) to use the routes.
+	ClientKeys []string `env:"CLIENT_KEYS" envSeparator:","`
 
 	Routes []Route `env:"-"`
 }
@@ -204,6 +208,12 @@ func (c *Config) check() error {
 	}
 	if c.ShutdownDelay < 0 {
 		return fmt.Errorf("SHUTDOWN_DELAY: must not be negative, got %s", c.ShutdownDelay)
+	}
+	for i, k := range c.ClientKeys {
+		if len(strings.TrimSpace(k)) < 16 {
+			return fmt.Errorf("CLIENT_KEYS: key %d is shorter than 16 characters; make keys with: openssl rand -base64 24", i+1)
+		}
+		c.ClientKeys[i] = strings.TrimSpace(k)
 	}
 	if c.ListenAddr == "" {
 		return errors.New("LISTEN_ADDR: must not be empty")

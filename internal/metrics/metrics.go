@@ -1,0 +1,138 @@
+// Package metrics is the sidecar's Prometheus instrumentation. Labels are
+// route names and small fixed vocabularies: never a path, a query or a secret.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every collector, on a registry of its own.
+type Metrics struct {
+	registry        *prometheus.Registry
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	replays         *prometheus.CounterVec
+	refreshes       *prometheus.CounterVec
+	refreshDuration *prometheus.HistogramVec
+	lockWaits       *prometheus.CounterVec
+	storeErrors     *prometheus.CounterVec
+	storeDegraded   prometheus.Gauge
+	tokenExpiry     *prometheus.GaugeVec
+}
+
+// New registers the collectors, the Go runtime's and the process's among
+// them.
+func New() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_requests_total",
+			Help: "Proxied requests, by route, method and status class (2xx, 4xx, ...).",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "authsidecar_request_duration_seconds",
+			Help:    "Time to answer a proxied request, token and replay included, until the answer starts.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}, []string{"route", "code"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_replays_total",
+			Help: "What followed an upstream 401: replayed (and the replay's status class), body_too_large, no_new_token, token_error.",
+		}, []string{"route", "outcome"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_token_refreshes_total",
+			Help: "Token refreshes by result: success, adopted (a sibling's token from the store), unavailable, rejected, consent_required.",
+		}, []string{"route", "result"}),
+		refreshDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "authsidecar_token_refresh_duration_seconds",
+			Help:    "Time a refresh took, lock waits included.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 9),
+		}, []string{"route"}),
+		lockWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_refresh_lock_waits_total",
+			Help: "Times a replica found the route's refresh lock held by another and waited for its token.",
+		}, []string{"route"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_store_errors_total",
+			Help: "Token store operations that failed.",
+		}, []string{"route"}),
+		storeDegraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "authsidecar_store_degraded",
+			Help: "1 while the shared token store (Redis) does not answer and tokens are served from memory.",
+		}),
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "authsidecar_token_expiry_timestamp_seconds",
+			Help: "When the route's current token expires (Unix time); alert before it passes.",
+		}, []string{"route"}),
+	}
+	m.registry.MustRegister(m.requests, m.duration, m.replays, m.refreshes, m.refreshDuration,
+		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// knownMethods keeps the method label to a fixed set: a client sending
+// made-up methods must not grow the series without bound.
+var knownMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true,
+}
+
+func codeClass(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}
+
+// Request records one proxied request.
+func (m *Metrics) Request(route, method string, status int, d time.Duration) {
+	if !knownMethods[method] {
+		method = "OTHER"
+	}
+	class := codeClass(status)
+	m.requests.WithLabelValues(route, method, class).Inc()
+	m.duration.WithLabelValues(route, class).Observe(d.Seconds())
+}
+
+// Replay records what followed a 401.
+func (m *Metrics) Replay(route, outcome string) { m.replays.WithLabelValues(route, outcome).Inc() }
+
+// Refresh records a refresh and its result.
+func (m *Metrics) Refresh(route, result string, d time.Duration) {
+	m.refreshes.WithLabelValues(route, result).Inc()
+	m.refreshDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// LockWait records a wait for a sibling's refresh.
+func (m *Metrics) LockWait(route string) { m.lockWaits.WithLabelValues(route).Inc() }
+
+// StoreError records a failed store operation.
+func (m *Metrics) StoreError(route string) { m.storeErrors.WithLabelValues(route).Inc() }
+
+// StoreDegraded records the shared store's state.
+func (m *Metrics) StoreDegraded(degraded bool) {
+	v := 0.0
+	if degraded {
+		v = 1
+	}
+	m.storeDegraded.Set(v)
+}
+
+// TokenExpiry records when route's token expires; zero clears it.
+func (m *Metrics) TokenExpiry(route string, expiry time.Time) {
+	if expiry.IsZero() {
+		m.tokenExpiry.DeleteLabelValues(route)
+		return
+	}
+	m.tokenExpiry.WithLabelValues(route).Set(float64(expiry.Unix()))
+}

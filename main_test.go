@@ -1,0 +1,34 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestHealthcheck(t *testing.T) {
+	ready := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+
+	// A sidecar listening on every address is asked on loopback.
+	t.Setenv("LISTEN_ADDR", "0.0.0.0:"+port)
+	if err := healthcheck(); err != nil {
+		t.Fatalf("ready sidecar: %v", err)
+	}
+	ready = false
+	if err := healthcheck(); err == nil {
+		t.Fatal("a draining sidecar passed the health check")
+	}
+	srv.Close()
+	if err := healthcheck(); err == nil {
+		t.Fatal("no sidecar passed the health check")
+	}
+}
