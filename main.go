@@ -31,8 +31,10 @@ Usage:
   authsidecar login ROUTE    give consent for ROUTE from a terminal (authorization code)
   authsidecar token ROUTE    print a current access token of ROUTE
   authsidecar revoke ROUTE   revoke ROUTE's token at the vendor
-  authsidecar healthcheck    exit 0 if the sidecar on LISTEN_ADDR is ready, else 1
-                             (for container health checks in images with no shell)
+  authsidecar healthcheck [live]
+                             exit 0 if the sidecar on LISTEN_ADDR is ready (or, with
+                             live, alive), else 1: for container health checks and
+                             probes of a sidecar that listens on loopback
   authsidecar version        print the version
 
 login, token and revoke read the same environment as the sidecar.
@@ -63,7 +65,11 @@ func run(args []string) error {
 		}
 		return operate(cmd, args[1])
 	case "healthcheck":
-		return healthcheck()
+		path := "/readyz"
+		if len(args) > 1 && args[1] == "live" {
+			path = "/healthz"
+		}
+		return healthcheck(path)
 	case "version", "--version":
 		fmt.Println(version)
 		return nil
@@ -165,8 +171,8 @@ func operate(cmd, route string) error {
 	}
 }
 
-// healthcheck asks the running sidecar whether it is ready.
-func healthcheck() error {
+// healthcheck asks the running sidecar's path (/readyz or /healthz).
+func healthcheck(path string) error {
 	addr := os.Getenv("LISTEN_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:8080"
@@ -179,13 +185,13 @@ func healthcheck() error {
 		host = "127.0.0.1" // listening on every address includes loopback
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/readyz")
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + path)
 	if err != nil {
 		return fmt.Errorf("not healthy: %w", err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("not ready: /readyz answered %d", resp.StatusCode)
+		return fmt.Errorf("not healthy: %s answered %d", path, resp.StatusCode)
 	}
 	return nil
 }

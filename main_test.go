@@ -11,7 +11,7 @@ import (
 func TestHealthcheck(t *testing.T) {
 	ready := true
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/readyz" || !ready {
+		if (r.URL.Path != "/readyz" && r.URL.Path != "/healthz") || (r.URL.Path == "/readyz" && !ready) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	}))
@@ -20,15 +20,18 @@ func TestHealthcheck(t *testing.T) {
 
 	// A sidecar listening on every address is asked on loopback.
 	t.Setenv("LISTEN_ADDR", "0.0.0.0:"+port)
-	if err := healthcheck(); err != nil {
+	if err := healthcheck("/readyz"); err != nil {
 		t.Fatalf("ready sidecar: %v", err)
 	}
 	ready = false
-	if err := healthcheck(); err == nil {
-		t.Fatal("a draining sidecar passed the health check")
+	if err := healthcheck("/readyz"); err == nil {
+		t.Fatal("a draining sidecar passed the readiness check")
+	}
+	if err := healthcheck("/healthz"); err != nil {
+		t.Fatalf("a draining sidecar failed the liveness check: %v", err)
 	}
 	srv.Close()
-	if err := healthcheck(); err == nil {
+	if err := healthcheck("/readyz"); err == nil {
 		t.Fatal("no sidecar passed the health check")
 	}
 }

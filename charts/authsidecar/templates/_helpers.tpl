@@ -1,0 +1,178 @@
+{{/*
+The chart's app version, for the image tag. Kept here rather than read from
+.Chart so the templates work when a parent chart includes them (its .Chart is
+its own); CI checks it equals Chart.yaml's appVersion.
+*/}}
+{{- define "authsidecar.appVersion" -}}0.1.0{{- end -}}
+
+{{- define "authsidecar.fullname" -}}
+{{- printf "%s-authsidecar" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "authsidecar.selectorLabels" -}}
+app.kubernetes.io/name: authsidecar
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "authsidecar.labels" -}}
+{{ include "authsidecar.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "authsidecar.appVersion" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Whether the container runs as a Kubernetes native sidecar. */}}
+{{- define "authsidecar.native" -}}
+{{- $native := toString .Values.sidecar.native -}}
+{{- if eq $native "true" -}}true
+{{- else if eq $native "false" -}}
+{{- else if semverCompare ">=1.29-0" .Capabilities.KubeVersion.Version -}}true
+{{- end -}}
+{{- end -}}
+
+{{- define "authsidecar.clientKeysEnabled" -}}
+{{- if kindIs "bool" .Values.clientKeys.enabled -}}
+{{- if .Values.clientKeys.enabled }}true{{ end -}}
+{{- else if eq .Values.mode "shared" -}}true
+{{- end -}}
+{{- end -}}
+
+{{/* The environment the ConfigMap holds: every non-secret setting. */}}
+{{- define "authsidecar.configData" -}}
+{{- $settings := dict "preset" "PRESET" "upstreamURL" "UPSTREAM_URL" "grant" "GRANT" "scope" "SCOPE" "clientID" "CLIENT_ID" "username" "USERNAME" "tokenURL" "TOKEN_URL" "refreshURL" "REFRESH_URL" "authorizeURL" "AUTHORIZE_URL" "redirectURL" "REDIRECT_URL" "revokeURL" "REVOKE_URL" "clientAuth" "CLIENT_AUTH" "tokenBody" "TOKEN_BODY" "inject" "INJECT" "queryParam" "QUERY_PARAM" "videoManagerID" "VIDEOMANAGER_ID" "auth" "AUTH" -}}
+{{- $shared := eq .Values.mode "shared" -}}
+{{- $delay := .Values.config.shutdownDelay | default (ternary "5s" "0s" $shared) -}}
+LISTEN_ADDR: {{ printf "%s:%v" (ternary "0.0.0.0" "127.0.0.1" $shared) .Values.port | quote }}
+ROUTES: {{ keys .Values.routes | sortAlpha | join "," | quote }}
+LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+LOG_FORMAT: {{ .Values.config.logFormat | quote }}
+MAX_REPLAY_BYTES: {{ .Values.config.maxReplayBytes | int64 | toString | quote }}
+UPSTREAM_TIMEOUT: {{ .Values.config.upstreamTimeout | quote }}
+TOKEN_TIMEOUT: {{ .Values.config.tokenTimeout | quote }}
+REFRESH_MARGIN: {{ .Values.config.refreshMargin | quote }}
+SHUTDOWN_TIMEOUT: {{ .Values.config.shutdownTimeout | quote }}
+SHUTDOWN_DELAY: {{ $delay | quote }}
+FORWARDED_HEADERS: {{ .Values.config.forwardedHeaders | toString | quote }}
+REDIS_MODE: {{ .Values.redis.mode | quote }}
+REDIS_KEY_PREFIX: {{ .Values.redis.keyPrefix | quote }}
+{{- range $name := keys .Values.routes | sortAlpha }}
+{{- $prefix := printf "%s_" ($name | upper | replace "-" "_") }}
+{{- range $key, $value := (index $.Values.routes $name) }}
+{{ printf "%s%s" $prefix (index $settings $key) }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Fails rendering with a clear message when Secrets are missing. */}}
+{{- define "authsidecar.checkSecrets" -}}
+{{- if and .Values.redis.existingSecret (not .Values.encryptionKey.existingSecret) -}}
+{{- fail "encryptionKey.existingSecret is required with redis.existingSecret: tokens are sealed before they reach Redis (make a key with: openssl rand -base64 32)" -}}
+{{- end -}}
+{{- if and (include "authsidecar.clientKeysEnabled" .) (not .Values.clientKeys.existingSecret) -}}
+{{- fail "clientKeys.existingSecret is required in shared mode, or anyone who reaches the Service borrows the vendor accounts; set clientKeys.enabled=false only if the NetworkPolicy is enough" -}}
+{{- end -}}
+{{- if not .Values.routes -}}
+{{- fail "routes: configure at least one route" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The container. Context: a dict with Values (this chart's values), Release
+and Capabilities. A native sidecar gets restartPolicy: Always and a startup
+probe, so the pod's other containers start once it is ready.
+*/}}
+{{- define "authsidecar.container" -}}
+{{- include "authsidecar.checkSecrets" . -}}
+{{- $native := and (ne .Values.mode "shared") (include "authsidecar.native" .) -}}
+name: authsidecar
+image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default (include "authsidecar.appVersion" .) }}"
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+args: ["serve"]
+{{- if $native }}
+restartPolicy: Always
+{{- end }}
+ports:
+  - name: http
+    containerPort: {{ .Values.port }}
+    protocol: TCP
+envFrom:
+  - configMapRef:
+      name: {{ include "authsidecar.fullname" . }}
+  {{- with .Values.credentials.existingSecret }}
+  - secretRef:
+      name: {{ . }}
+  {{- end }}
+{{- if or .Values.redis.existingSecret (include "authsidecar.clientKeysEnabled" .) .Values.adminToken.existingSecret }}
+env:
+  {{- with .Values.redis.existingSecret }}
+  - name: REDIS_URL
+    valueFrom:
+      secretKeyRef: {name: {{ . }}, key: {{ $.Values.redis.urlKey }}}
+  - name: TOKEN_ENCRYPTION_KEY
+    valueFrom:
+      secretKeyRef: {name: {{ $.Values.encryptionKey.existingSecret }}, key: {{ $.Values.encryptionKey.key }}}
+  {{- with $.Values.encryptionKey.previousKey }}
+  - name: TOKEN_ENCRYPTION_KEY_PREVIOUS
+    valueFrom:
+      secretKeyRef: {name: {{ $.Values.encryptionKey.existingSecret }}, key: {{ . }}}
+  {{- end }}
+  {{- end }}
+  {{- if include "authsidecar.clientKeysEnabled" . }}
+  - name: CLIENT_KEYS
+    valueFrom:
+      secretKeyRef: {name: {{ .Values.clientKeys.existingSecret }}, key: {{ .Values.clientKeys.key }}}
+  {{- end }}
+  {{- with .Values.adminToken.existingSecret }}
+  - name: ADMIN_TOKEN
+    valueFrom:
+      secretKeyRef: {name: {{ . }}, key: {{ $.Values.adminToken.key }}}
+  {{- end }}
+{{- end }}
+{{- /* A sidecar listens on the pod's loopback, which kubelet's HTTP probes
+       (sent to the pod IP) cannot reach: it probes itself. */}}
+{{- $ready := ternary (dict "httpGet" (dict "path" "/readyz" "port" "http")) (dict "exec" (dict "command" (list "/authsidecar" "healthcheck"))) (eq .Values.mode "shared") }}
+{{- $live := ternary (dict "httpGet" (dict "path" "/healthz" "port" "http")) (dict "exec" (dict "command" (list "/authsidecar" "healthcheck" "live"))) (eq .Values.mode "shared") }}
+{{- if $native }}
+startupProbe:
+  {{- toYaml $ready | nindent 2 }}
+  periodSeconds: 1
+  failureThreshold: 30
+{{- end }}
+livenessProbe:
+  {{- toYaml $live | nindent 2 }}
+  periodSeconds: 10
+  timeoutSeconds: 3
+readinessProbe:
+  {{- toYaml $ready | nindent 2 }}
+  periodSeconds: 5
+  timeoutSeconds: 3
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/*
+For your pod spec, in sidecar mode. Pass a dict: (dict "Values"
+.Values.authsidecar "Release" .Release "Capabilities" .Capabilities).
+  initContainers:
+    {{- include "authsidecar.initContainers" $ctx | nindent 4 }}
+  containers:
+    - name: app ...
+    {{- include "authsidecar.containers" $ctx | nindent 4 }}
+*/}}
+{{- define "authsidecar.initContainers" -}}
+{{- if include "authsidecar.native" . }}
+- {{- include "authsidecar.container" . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "authsidecar.containers" -}}
+{{- if not (include "authsidecar.native" .) }}
+- {{- include "authsidecar.container" . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* A pod annotation that rolls the pods when the configuration changes. */}}
+{{- define "authsidecar.checksumAnnotation" -}}
+checksum/authsidecar-config: {{ include "authsidecar.configData" . | sha256sum }}
+{{- end -}}
