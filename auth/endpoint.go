@@ -177,26 +177,31 @@ func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
 		httpReq.SetBasicAuth(basicUser, basicPass)
 	}
 
-	client := e.Client
+	return roundTrip(e.Client, httpReq, "token endpoint", req.URL)
+}
+
+// roundTrip sends req to an auth endpoint (what names it in errors) and
+// reads its answer through a size limit. Errors name the endpoint by
+// safeURL: *url.Error would repeat the URL, query and all.
+func roundTrip(client *http.Client, req *http.Request, what, rawURL string) (answer, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	resp, err := client.Do(httpReq)
+	resp, err := client.Do(req)
 	if err != nil {
-		// *url.Error repeats the URL, query and all; say it ourselves.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return answer{}, fmt.Errorf("calling token endpoint %s: %w", safeURL(req.URL), err)
+		return answer{}, fmt.Errorf("calling %s %s: %w", what, safeURL(rawURL), err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
-		return answer{}, fmt.Errorf("reading answer of token endpoint %s: %w", safeURL(req.URL), err)
+		return answer{}, fmt.Errorf("reading answer of %s %s: %w", what, safeURL(rawURL), err)
 	}
 	if len(raw) > MaxAnswerBytes {
-		return answer{}, fmt.Errorf("token endpoint %s answered more than %d bytes", safeURL(req.URL), MaxAnswerBytes)
+		return answer{}, fmt.Errorf("%s %s answered more than %d bytes", what, safeURL(rawURL), MaxAnswerBytes)
 	}
 	return answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: raw}, nil
 }

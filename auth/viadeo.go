@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -129,21 +128,12 @@ func (g *viadeoGrant) Revoke(ctx context.Context, tok Token) error {
 // doRevoke sends a revocation and reads only its status: Viadeo answers
 // {"token_revoked"}, which is not even JSON.
 func doRevoke(client *http.Client, req *http.Request, rawURL string) error {
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	ans, err := roundTrip(client, req, "revoke endpoint", rawURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("calling revoke endpoint %s: %w", safeURL(rawURL), err)
+		return err
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("revoke endpoint %s answered %d", safeURL(rawURL), resp.StatusCode)
+	if ans.status/100 != 2 {
+		return fmt.Errorf("revoke endpoint %s answered %d", safeURL(rawURL), ans.status)
 	}
 	return nil
 }

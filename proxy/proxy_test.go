@@ -18,10 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-
 	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/internal/logtest"
 	"github.com/authsidecar/authsidecar/internal/oauthtest"
 )
 
@@ -30,31 +28,11 @@ const (
 	clientSecret = "client-secret-s3cr3t"
 )
 
-// logBuffer captures every log line, for the secret grep.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) Sync() error { return nil }
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type fixture struct {
 	vendor  *oauthtest.Server
 	keeper  *auth.Keeper
 	sidecar *httptest.Server
-	logs    *logBuffer
+	logs    *logtest.Buffer
 }
 
 type fixtureOptions struct {
@@ -81,9 +59,10 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	if o.tokenTimeout == 0 {
 		o.tokenTimeout = 5 * time.Second
 	}
-	f := &fixture{logs: &logBuffer{}}
+	f := &fixture{}
 	f.vendor = oauthtest.New(t, o.vendor)
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), f.logs, zapcore.DebugLevel))
+	log, logs := logtest.New()
+	f.logs = logs
 	var grant auth.Grant = &auth.OAuth2Grant{Type: auth.GrantClientCredentials, TokenURL: f.vendor.TokenURL(),
 		Endpoint: &auth.Endpoint{ClientID: clientID, ClientSecret: clientSecret, Client: http.DefaultClient}}
 	if o.grant != nil {
@@ -108,17 +87,6 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	f.sidecar = httptest.NewServer(h)
 	t.Cleanup(f.sidecar.Close)
 	return f
-}
-
-// waitForLog waits, bounded, for a log line containing want.
-func (f *fixture) waitForLog(t *testing.T, want string) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(f.logs.String(), want); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %s in:\n%s", want, f.logs.String())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func static(token string) func(*oauthtest.Server) auth.Grant {
@@ -249,7 +217,7 @@ func TestProxyReplaysOnceAfter401(t *testing.T) {
 	}
 	// The line is written when the handler returns, which may be just
 	// after the caller has the whole answer.
-	f.waitForLog(t, `"replayed":true`)
+	f.logs.WaitFor(t, `"replayed":true`)
 }
 
 func TestProxyDoesNotReplayBodiesOverTheLimit(t *testing.T) {
@@ -508,7 +476,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	f.vendor.SetMode(oauthtest.Down)
 	f.do(t, "GET", "/vendor/d", nil, nil)
 
-	f.waitForLog(t, `"path":"/d"`) // the last call's line
+	f.logs.WaitFor(t, `"path":"/d"`) // the last call's line
 	logs := f.logs.String()
 	if !strings.Contains(logs, `"msg":"proxied"`) || !strings.Contains(logs, "token refresh failed") {
 		t.Fatalf("the scenario did not log what it should have:\n%s", logs)

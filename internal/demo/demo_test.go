@@ -8,12 +8,9 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
+	"github.com/authsidecar/authsidecar/internal/logtest"
 )
 
 // The commands the demo prints work, in order, against what it starts.
@@ -22,8 +19,8 @@ func TestDemoCommandsWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	d, err := Start(ln, zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zapcore.InfoLevel)))
+	log, logs := logtest.New()
+	d, err := Start(ln, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,31 +80,6 @@ func TestDemoCommandsWork(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d with %s", c.Curl, resp.StatusCode, got, want[i].status, want[i].contains)
 		}
 	}
-	// The log line is written as the handler returns, maybe just after
-	// the caller has the answer.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), `"replayed":true`); {
-		if time.Now().After(deadline) {
-			t.Fatal("the last call was not replayed after the emulator expired its tokens")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Sync() error { return nil }
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	// The last call was replayed after the emulator expired its tokens.
+	logs.WaitFor(t, `"replayed":true`)
 }
