@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -157,9 +158,31 @@ func (h *Handler) newReverseProxy(r Route, base http.RoundTripper, pool *bufferP
 		// Streamed answers (SSE, chunked, downloads) reach the caller as
 		// they arrive.
 		FlushInterval: -1,
-		ErrorHandler:  h.proxyError,
-		ErrorLog:      zap.NewStdLog(h.log.Named("reverseproxy")),
+		// Without a pool, every call allocates a 32 KiB copy buffer.
+		BufferPool:   copyBuffers,
+		ErrorHandler: h.proxyError,
+		ErrorLog:     zap.NewStdLog(h.log.Named("reverseproxy")),
 	}
+}
+
+// copyBuffers recycles the buffers answers are copied through.
+var copyBuffers = &bufferPoolAdapter{pool: sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}}
+
+// bufferPoolAdapter is a sync.Pool as an httputil.BufferPool; it keeps
+// pointers to slices so Put does not allocate.
+type bufferPoolAdapter struct{ pool sync.Pool }
+
+func (p *bufferPoolAdapter) Get() []byte { return *p.pool.Get().(*[]byte) }
+
+func (p *bufferPoolAdapter) Put(b []byte) {
+	if cap(b) != 32<<10 {
+		return
+	}
+	b = b[:cap(b)]
+	p.pool.Put(&b)
 }
 
 // NewUpstreamTransport is the transport to vendors: timeouts on every phase
