@@ -37,7 +37,7 @@ func New() *Metrics {
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "authsidecar_request_duration_seconds",
-			Help:    "Time to answer a proxied request, token and replay included, until the answer starts.",
+			Help:    "Time to serve a proxied request: token, replay and streaming the whole answer included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}, []string{"route", "code"}),
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
