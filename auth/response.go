@@ -45,7 +45,7 @@ func ParseTokenResponse(status int, contentType string, body []byte, f Fields, n
 	values, format, err := decodeAnswer(contentType, body)
 	if err != nil {
 		if status < 200 || status > 299 {
-			return Token{}, &RetrieveError{StatusCode: status, Description: err.Error()}
+			return Token{}, &RetrieveError{StatusCode: status, Description: shorten(err.Error(), 200)}
 		}
 		return Token{}, fmt.Errorf("answered %d with %w", status, err)
 	}
@@ -110,7 +110,7 @@ func decodeAnswer(contentType string, body []byte) (map[string]any, string, erro
 	case trimmed[0] == '<' || strings.Contains(mediaType, "html") || strings.Contains(mediaType, "xml"):
 		return nil, "", fmt.Errorf("HTML or XML (%s), not a token answer", orUnknown(mediaType))
 	case strings.Contains(mediaType, "json"):
-		return nil, "", fmt.Errorf("a %s body that is not a JSON object", mediaType)
+		return nil, "", fmt.Errorf("a %s body that is not a JSON object", orUnknown(mediaType))
 	}
 	q, err := url.ParseQuery(string(trimmed))
 	if err != nil || len(q) == 0 {
@@ -134,11 +134,13 @@ func describeJSONError(err error) string {
 	return "unreadable"
 }
 
+// orUnknown names a media type for an error message: the vendor's text,
+// bounded.
 func orUnknown(mediaType string) string {
 	if mediaType == "" {
 		return "no content type"
 	}
-	return mediaType
+	return shorten(mediaType, 64)
 }
 
 // errorFields reads an error answer: RFC 6749's error and error_description,

@@ -527,3 +527,28 @@ func TestProxyFiftyCallersOnAnExpiredTokenCauseOneRefresh(t *testing.T) {
 		t.Fatalf("%d token calls, want 2: the first token and one refresh", n)
 	}
 }
+
+// With ForwardedHeaders the upstream learns the caller's address; without,
+// it learns nothing of the internal network (the default).
+func TestProxyForwardedHeadersOnlyWhenConfigured(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		f := newFixture(t, fixtureOptions{})
+		up, _ := url.Parse(f.vendor.URL)
+		h, err := New(Options{Routes: []Route{{Name: "vendor", Upstream: up, Tokens: f.keeper}}, ForwardedHeaders: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		side := httptest.NewServer(h)
+		resp, err := http.Get(side.URL + "/vendor/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		side.Close()
+		e := decodeEcho(t, resp, body)
+		if got := e.Header.Get("X-Forwarded-For"); (got != "") != on {
+			t.Errorf("ForwardedHeaders=%v: X-Forwarded-For %q", on, got)
+		}
+	}
+}
