@@ -112,7 +112,7 @@ func (c *Consent) start(w http.ResponseWriter, r *http.Request, route ConsentRou
 		return
 	}
 
-	state, err := randomState()
+	state, err := NewState()
 	if err == nil {
 		err = c.states.Set(r.Context(), stateKey(route.Name, state), []byte("pending"), StateTTL)
 	}
@@ -156,7 +156,9 @@ func AuthorizeURL(route ConsentRoute, state string) string {
 	return u.String()
 }
 
-func randomState() (string, error) {
+// NewState makes a consent state: 32 random bytes, unguessable and
+// single-use. The consent endpoints and `authsidecar login` both use it.
+func NewState() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("making state: %w", err)

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -74,7 +73,7 @@ func (a *App) Login(ctx context.Context, route string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listening for the callback on %s: %w", redirect.Host, err)
 	}
-	state, err := randomState()
+	state, err := proxy.NewState()
 	if err != nil {
 		return err
 	}
@@ -138,12 +137,4 @@ func (a *App) unknownRoute(route string) error {
 		names = append(names, n)
 	}
 	return fmt.Errorf("no route %q (configured: %v)", route, names)
-}
-
-func randomState() (string, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("making state: %w", err)
-	}
-	return fmt.Sprintf("%x", b), nil
 }
