@@ -45,7 +45,7 @@ func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Bu
 	if b.Upstream, err = parseHTTPURL(s.UpstreamURL); err != nil {
 		return b, &SettingError{Setting: "UPSTREAM_URL", Err: err}
 	}
-	if s.UpstreamURL != "" && b.Upstream.RawQuery != "" {
+	if b.Upstream.RawQuery != "" {
 		return b, settingErr("UPSTREAM_URL", "must not have a query string")
 	}
 

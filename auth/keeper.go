@@ -79,8 +79,7 @@ type Keeper struct {
 	retryAt  time.Time
 	lastErr  *FetchError
 	// storeErr is the last store failure, nil once the store answers again.
-	storeErr  error
-	lockWaits int
+	storeErr error
 }
 
 type flight struct {
@@ -192,12 +191,7 @@ func (k *Keeper) noteStoreOK() {
 	k.mu.Unlock()
 }
 
-func (k *Keeper) noteLockWait() {
-	k.cfg.Observer.LockWait(k.cfg.Route)
-	k.mu.Lock()
-	k.lockWaits++
-	k.mu.Unlock()
-}
+func (k *Keeper) noteLockWait() { k.cfg.Observer.LockWait(k.cfg.Route) }
 
 // Resync writes the token held back to the store, after the store was down:
 // siblings see it again without waiting for the next refresh.
