@@ -96,6 +96,7 @@ func serve() error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	defer a.Close()
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("LISTEN_ADDR: %w", err)
@@ -148,6 +149,7 @@ func operate(cmd, route string) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	defer a.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	switch cmd {

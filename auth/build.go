@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
 )
 
 // SettingError is a bad setting, named by its variable suffix (TOKEN_URL);
@@ -31,12 +32,18 @@ type Built struct {
 	Upstream   *url.URL
 	// Refused is the preset's recognizer of refusals that are not 401s.
 	Refused func(status int, head []byte) bool
+	// StoreKey is the token's key in a shared store, derived from the
+	// account the grant gets tokens for (never from a secret).
+	StoreKey string
+	// LegacyStoreKey, when set, is where an earlier version kept the
+	// same token; a token found only there is moved to StoreKey.
+	LegacyStoreKey string
 }
 
 // Build turns resolved settings (Apply already done) into a grant. It checks
 // that every credential the grant needs is there, so a route with a missing
 // secret fails at start-up, not on its first call.
-func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Built, error) {
+func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Clock) (Built, error) {
 	b := Built{Refused: p.Refused}
 	var err error
 	if s.UpstreamURL == "" {
@@ -49,13 +56,9 @@ func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Bu
 		return b, settingErr("UPSTREAM_URL", "must not have a query string")
 	}
 
+	implied, impliedErr := p.impliedGrant(s)
 	if s.Grant == "" {
-		b.GrantType, err = InferGrant(s)
-		// A client id and secret mean client credentials, unless the
-		// vendor has no such grant and wants a person's consent instead.
-		if err == nil && b.GrantType == GrantClientCredentials && !p.supports(GrantClientCredentials) && p.supports(GrantAuthorizationCode) {
-			b.GrantType = GrantAuthorizationCode
-		}
+		b.GrantType, err = implied, impliedErr
 	} else {
 		b.GrantType, err = ParseGrantType(s.Grant)
 	}
@@ -91,18 +94,12 @@ func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Bu
 		return b, settingErr("INJECT", "unknown injection %q (want header or query)", s.Inject)
 	}
 
-	ep := &Endpoint{ClientID: s.ClientID, ClientSecret: s.ClientSecret, Fields: StandardFields, Client: client, Now: now}
-	if s.ClientAuth != "" {
-		if ep.ClientAuth, err = ParseClientAuth(s.ClientAuth); err != nil {
-			return b, &SettingError{Setting: "CLIENT_AUTH", Err: err}
-		}
-	}
-	if ep.ClientID == "" || (ep.ClientAuth == ClientAuthBasic && ep.ClientSecret == "") {
-		// A public client: nothing to put in a Basic header.
-		ep.ClientAuth = ClientAuthNone
+	ep := &Endpoint{Fields: StandardFields, Client: client, Clock: now}
+	if ep.Auth, err = newClientAuth(s); err != nil {
+		return b, err
 	}
 	if s.TokenBody != "" {
-		if ep.Body, err = ParseBodyFormat(s.TokenBody); err != nil {
+		if ep.Body, err = parseBodyFormat(s.TokenBody); err != nil {
 			return b, &SettingError{Setting: "TOKEN_BODY", Err: err}
 		}
 	}
@@ -120,7 +117,23 @@ func (p Preset) Build(s Settings, client *http.Client, now func() time.Time) (Bu
 	if b.Grant == nil {
 		b.Grant = genericGrant(s, ep, b.GrantType)
 	}
+	id := p.identity(s, b.GrantType, impliedErr == nil && implied == b.GrantType)
+	b.StoreKey = id.StoreKey(name)
+	if legacy := id.legacyStoreKey(name, s.Grant); legacy != b.StoreKey {
+		b.LegacyStoreKey = legacy
+	}
 	return b, nil
+}
+
+// impliedGrant is the grant the credentials imply. A client id and secret
+// mean client credentials, unless the vendor has no such grant and wants a
+// person's consent instead.
+func (p Preset) impliedGrant(s Settings) (GrantType, error) {
+	g, err := inferGrant(s)
+	if err == nil && g == GrantClientCredentials && !p.supports(GrantClientCredentials) && p.supports(GrantAuthorizationCode) {
+		g = GrantAuthorizationCode
+	}
+	return g, err
 }
 
 // genericGrant is RFC 6749 as the settings describe it; presets start from

@@ -9,34 +9,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
 )
-
-// ClientAuth is how the client proves who it is to the token endpoint.
-type ClientAuth int
-
-const (
-	// ClientAuthBasic sends client_id and client_secret as HTTP Basic
-	// credentials, RFC 6749 section 2.3.1.
-	ClientAuthBasic ClientAuth = iota
-	// ClientAuthBody sends them as members of the request body.
-	ClientAuthBody
-	// ClientAuthNone sends only client_id in the body: a public client.
-	ClientAuthNone
-)
-
-// ParseClientAuth reads the CLIENT_AUTH setting.
-func ParseClientAuth(s string) (ClientAuth, error) {
-	switch s {
-	case "basic":
-		return ClientAuthBasic, nil
-	case "body":
-		return ClientAuthBody, nil
-	case "none":
-		return ClientAuthNone, nil
-	}
-	return 0, fmt.Errorf("unknown client authentication %q (want basic, body or none)", s)
-}
 
 // BodyFormat is how a token request's members are encoded.
 type BodyFormat int
@@ -48,8 +23,8 @@ const (
 	JSONBody
 )
 
-// ParseBodyFormat reads the TOKEN_BODY setting.
-func ParseBodyFormat(s string) (BodyFormat, error) {
+// parseBodyFormat reads the TOKEN_BODY setting.
+func parseBodyFormat(s string) (BodyFormat, error) {
 	switch s {
 	case "form":
 		return FormBody, nil
@@ -61,15 +36,15 @@ func ParseBodyFormat(s string) (BodyFormat, error) {
 
 // Endpoint speaks one vendor's dialect of token requests.
 type Endpoint struct {
-	ClientID     string
-	ClientSecret string
-	ClientAuth   ClientAuth
-	Body         BodyFormat
-	Fields       Fields
-	// Client sends the requests; its timeout is not relied on, the context's is.
+	// Auth authenticates the client; nil sends no client credentials.
+	Auth   ClientAuth
+	Body   BodyFormat
+	Fields Fields
+	// Client sends the requests; its timeout is not relied on, the
+	// context's is. It is the route's own: mutual TLS needs one per route.
 	Client *http.Client
-	// Now is the clock expiries are computed from.
-	Now func() time.Time
+	// Clock is what expiries are computed from.
+	Clock clock.Clock
 }
 
 // TokenRequest is one call to a token endpoint.
@@ -91,15 +66,11 @@ func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	now := time.Now
-	if e.Now != nil {
-		now = e.Now
-	}
 	fields := e.Fields
 	if fields.AccessToken == "" {
 		fields = StandardFields
 	}
-	tok, err := ParseTokenResponse(ans.status, ans.contentType, ans.body, fields, now())
+	tok, err := ParseTokenResponse(ans.status, ans.contentType, ans.body, fields, e.Clock.Now())
 	if err != nil {
 		return Token{}, fmt.Errorf("token endpoint %s: %w", safeURL(req.URL), err)
 	}
@@ -131,21 +102,11 @@ func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
 	for k, vs := range req.Params {
 		params[k] = vs
 	}
-	var basicUser, basicPass string
-	useBasic := false
-	if !req.NoClientAuth {
-		switch e.ClientAuth {
-		case ClientAuthBasic:
-			// RFC 6749 2.3.1: both parts are form-encoded before Basic
-			// encoding, so a secret with ':' or '%' survives.
-			basicUser, basicPass, useBasic = url.QueryEscape(e.ClientID), url.QueryEscape(e.ClientSecret), true
-		case ClientAuthBody:
-			params.Set("client_id", e.ClientID)
-			params.Set("client_secret", e.ClientSecret)
-		case ClientAuthNone:
-			if e.ClientID != "" {
-				params.Set("client_id", e.ClientID)
-			}
+	header := http.Header{}
+	header.Set("Accept", "application/json")
+	if !req.NoClientAuth && e.Auth != nil {
+		if err := e.Auth.Authenticate(ctx, req.URL, header, params); err != nil {
+			return answer{}, fmt.Errorf("authenticating the client to %s: %w", safeURL(req.URL), err)
 		}
 	}
 
@@ -171,11 +132,8 @@ func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
 	if err != nil {
 		return answer{}, fmt.Errorf("building token request to %s: %w", safeURL(req.URL), errors.Unwrap(err))
 	}
+	httpReq.Header = header
 	httpReq.Header.Set("Content-Type", contentType)
-	httpReq.Header.Set("Accept", "application/json")
-	if useBasic {
-		httpReq.SetBasicAuth(basicUser, basicPass)
-	}
 
 	return roundTrip(e.Client, httpReq, "token endpoint", req.URL)
 }
@@ -196,12 +154,12 @@ func roundTrip(client *http.Client, req *http.Request, what, rawURL string) (ans
 		return answer{}, fmt.Errorf("calling %s %s: %w", what, safeURL(rawURL), err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
 		return answer{}, fmt.Errorf("reading answer of %s %s: %w", what, safeURL(rawURL), err)
 	}
-	if len(raw) > MaxAnswerBytes {
-		return answer{}, fmt.Errorf("%s %s answered more than %d bytes", what, safeURL(rawURL), MaxAnswerBytes)
+	if len(raw) > maxAnswerBytes {
+		return answer{}, fmt.Errorf("%s %s answered more than %d bytes", what, safeURL(rawURL), maxAnswerBytes)
 	}
 	return answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: raw}, nil
 }

@@ -136,12 +136,3 @@ func safeURL(raw string) string {
 	u.Fragment = ""
 	return u.String()
 }
-
-// shorten keeps vendor text in error messages short and on one line.
-func shorten(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
-}

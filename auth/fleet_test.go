@@ -32,10 +32,20 @@ func replica(t *testing.T, mr *miniredis.Miniredis, clock *fakeclock.Clock, gran
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewKeeper(KeeperConfig{
-		Route: "fleet", Grant: grant, Now: clock.Now, Timeout: 5 * time.Second,
-		Store: cache.NewSealed(cache.NewRedis(client, "authsidecar:"), sealer), StoreKey: "token:fleet:abc",
-	})
+	return newKeeper("fleet", grant, keeperOptions{Clock: clock.Now, Timeout: 5 * time.Second,
+		Store: cache.NewSealed(cache.NewRedis(client, "authsidecar:"), sealer), Key: "token:fleet:abc"})
+}
+
+// sealedOn is the store a replica sees, for reading what the fleet stored.
+func sealedOn(t *testing.T, mr *miniredis.Miniredis) cache.Store {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { client.Close() })
+	sealer, err := cache.NewSealer(fleetKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cache.NewSealed(cache.NewRedis(client, "authsidecar:"), sealer)
 }
 
 func rotatingVendor(t *testing.T, clock *fakeclock.Clock) (*oauthtest.Server, func() Grant) {
@@ -45,7 +55,7 @@ func rotatingVendor(t *testing.T, clock *fakeclock.Clock) (*oauthtest.Server, fu
 	})
 	return srv, func() Grant {
 		return &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.TokenURL(), RefreshToken: "rt-initial-secret",
-			Endpoint: &Endpoint{ClientID: "fleet-client", ClientSecret: fleetSecret, Client: http.DefaultClient, Now: clock.Now}}
+			Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "fleet-client", Secret: fleetSecret}, Client: http.DefaultClient, Clock: clock.Now}}
 	}
 }
 
@@ -136,7 +146,7 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 	ccVendor := oauthtest.New(t, oauthtest.Config{ClientID: "cc", ClientSecret: "cs", BasicAuth: true,
 		Grants: []string{"client_credentials"}, Lifetime: time.Hour, Now: clock.Now})
 	cc := replica(t, mr, clock, &OAuth2Grant{Type: GrantClientCredentials, TokenURL: ccVendor.TokenURL(),
-		Endpoint: &Endpoint{ClientID: "cc", ClientSecret: "cs", Client: http.DefaultClient, Now: clock.Now}})
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "cc", Secret: "cs"}, Client: http.DefaultClient, Clock: clock.Now}})
 	_, rotGrant := rotatingVendor(t, clock)
 	rot := replica(t, mr, clock, rotGrant())
 	mustToken(t, cc)
@@ -166,9 +176,11 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Calls are served before Redis goes, and go on being served after.
+	waitFor(t, "calls with Redis up", func() bool { return served.Load() > 100 })
 	mr.Close()
-	time.Sleep(200 * time.Millisecond)
+	before := served.Load()
+	waitFor(t, "calls with Redis down", func() bool { return served.Load() > before+1000 })
 	close(stop)
 	wg.Wait()
 	if failed.Load() != 0 || served.Load() == 0 {
@@ -195,9 +207,8 @@ func TestFleetSurvivesRedisOutage(t *testing.T) {
 	if err := cc.Resync(context.Background()); err != nil {
 		t.Fatalf("writing through after Redis came back: %v", err)
 	}
-	stored, err := cc.load(context.Background())
-	if err != nil || stored.AccessToken != fresh.AccessToken {
-		t.Fatalf("store after recovery holds %v (%v), want the token refreshed during the outage", stored, err)
+	if stored := storedToken(t, sealedOn(t, mr), "token:fleet:abc"); stored.AccessToken != fresh.AccessToken {
+		t.Fatalf("store after recovery holds %v, want the token refreshed during the outage", stored)
 	}
 	if st := cc.Status(); st.StoreError != "" {
 		t.Errorf("store still reported failing: %s", st.StoreError)
@@ -211,11 +222,11 @@ func TestKeeperTreatsUnopenableTokenAsAbsent(t *testing.T) {
 	vendor := oauthtest.New(t, oauthtest.Config{ClientID: "cc", ClientSecret: "cs", BasicAuth: true,
 		Grants: []string{"client_credentials"}, Now: clock.Now})
 	grant := &OAuth2Grant{Type: GrantClientCredentials, TokenURL: vendor.TokenURL(),
-		Endpoint: &Endpoint{ClientID: "cc", ClientSecret: "cs", Client: http.DefaultClient, Now: clock.Now}}
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "cc", Secret: "cs"}, Client: http.DefaultClient, Clock: clock.Now}}
 	shared := cache.NewMemory()
 	keeperWith := func(key byte) *Keeper {
 		sealer, _ := cache.NewSealer(bytes.Repeat([]byte{key}, cache.KeySize))
-		return NewKeeper(KeeperConfig{Route: "r", Grant: grant, Now: clock.Now, Store: cache.NewSealed(shared, sealer), StoreKey: "token:r"})
+		return newKeeper("r", grant, keeperOptions{Clock: clock.Now, Store: cache.NewSealed(shared, sealer), Key: "token:r"})
 	}
 	mustToken(t, keeperWith(1))
 	if _, err := keeperWith(2).Token(context.Background()); err != nil {

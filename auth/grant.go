@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"time"
 )
 
 // Grant gets a new token. It is the one thing a vendor preset must supply.
@@ -73,10 +72,7 @@ type OAuth2Grant struct {
 
 // Fetch implements Grant.
 func (g *OAuth2Grant) Fetch(ctx context.Context, prev Token) (Token, error) {
-	now := time.Now()
-	if g.Endpoint.Now != nil {
-		now = g.Endpoint.Now()
-	}
+	now := g.Endpoint.Clock.Now()
 	if prev.RefreshToken == "" && g.RefreshToken != "" {
 		prev.RefreshToken = g.RefreshToken
 	}
@@ -128,12 +124,7 @@ func (g *OAuth2Grant) refresh(ctx context.Context, prev Token) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("refreshing: %w", err)
 	}
-	// RFC 6749 section 6: the server may or may not issue a new refresh
-	// token; when it does not, the old one stays good.
-	if tok.RefreshToken == "" {
-		tok.RefreshToken, tok.RefreshExpiry = prev.RefreshToken, prev.RefreshExpiry
-	}
-	return tok, nil
+	return tok.keepingRefreshToken(prev), nil
 }
 
 func (g *OAuth2Grant) primary(ctx context.Context) (Token, error) {
@@ -206,7 +197,7 @@ func (g *OAuth2Grant) Revoke(ctx context.Context, tok Token) error {
 		return fmt.Errorf("revoking token: %w", err)
 	}
 	if ans.status/100 != 2 {
-		_, perr := ParseTokenResponse(ans.status, ans.contentType, ans.body, StandardFields, time.Now())
+		_, perr := ParseTokenResponse(ans.status, ans.contentType, ans.body, StandardFields, g.Endpoint.Clock.Now())
 		return fmt.Errorf("revoking token: revoke endpoint %s: %w", safeURL(g.RevokeURL), perr)
 	}
 	return nil

@@ -15,15 +15,15 @@ import (
 func TestEndpointDialects(t *testing.T) {
 	dialects := []struct {
 		name  string
-		auth  ClientAuth
+		auth  string
 		body  BodyFormat
 		basic bool
 		json  bool
 	}{
-		{"basic+form", ClientAuthBasic, FormBody, true, false},
-		{"body+form", ClientAuthBody, FormBody, false, false},
-		{"body+json", ClientAuthBody, JSONBody, false, true},
-		{"basic+json", ClientAuthBasic, JSONBody, true, true},
+		{"basic+form", "basic", FormBody, true, false},
+		{"body+form", "body", FormBody, false, false},
+		{"body+json", "body", JSONBody, false, true},
+		{"basic+json", "basic", JSONBody, true, true},
 	}
 	for _, server := range dialects {
 		for _, client := range dialects {
@@ -33,10 +33,14 @@ func TestEndpointDialects(t *testing.T) {
 					ClientID: "id:1", ClientSecret: "s%cr:t", BasicAuth: server.basic, JSONBody: server.json,
 					Grants: []string{"client_credentials"},
 				})
+				ca, err := newClientAuth(Settings{ClientID: "id:1", ClientSecret: "s%cr:t", ClientAuth: client.auth})
+				if err != nil {
+					t.Fatal(err)
+				}
 				g := &OAuth2Grant{
 					Type:     GrantClientCredentials,
 					TokenURL: srv.TokenURL(),
-					Endpoint: &Endpoint{ClientID: "id:1", ClientSecret: "s%cr:t", ClientAuth: client.auth, Body: client.body, Client: http.DefaultClient},
+					Endpoint: &Endpoint{Auth: ca, Body: client.body, Client: http.DefaultClient},
 				}
 				tok, err := g.Fetch(context.Background(), Token{})
 				if server == client {
@@ -63,7 +67,7 @@ func TestPasswordGrantAndFallbackFromDeadRefreshToken(t *testing.T) {
 	})
 	g := &OAuth2Grant{
 		Type: GrantPassword, TokenURL: srv.TokenURL(), Username: "ann", Password: "pw",
-		Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "csecret", Client: http.DefaultClient},
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "cid", Secret: "csecret"}, Client: http.DefaultClient},
 	}
 	first, err := g.Fetch(context.Background(), Token{})
 	if err != nil {
@@ -93,7 +97,7 @@ func TestRefreshKeepsOldRefreshTokenWhenAnswerOmitsIt(t *testing.T) {
 		InitialRefreshToken: "rt-initial", Rotate: false,
 	})
 	g := &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.TokenURL(), RefreshToken: "rt-initial",
-		Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "cs", Client: http.DefaultClient}}
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "cid", Secret: "cs"}, Client: http.DefaultClient}}
 	tok, err := g.Fetch(context.Background(), Token{})
 	if err != nil {
 		t.Fatal(err)

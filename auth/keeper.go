@@ -2,10 +2,6 @@ package auth
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -13,17 +9,14 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/clock"
 )
 
 // KeeperConfig configures a Keeper.
 type KeeperConfig struct {
 	Route string
-	Grant Grant
-	// Store keeps the token where others (replicas, the consent flow) see it.
-	Store cache.Store
-	// StoreKey is the token's key in Store.
-	StoreKey string
+	// Source is where tokens come from: the route's Fleet.
+	Source *Fleet
 	// Timeout bounds one refresh, token call included.
 	Timeout time.Duration
 	// Margin is how long before expiry a token is refreshed. It is capped at
@@ -33,38 +26,18 @@ type KeeperConfig struct {
 	// MinBackoff and MaxBackoff bound the wait after a failed refresh.
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *zap.Logger
-	Now                    func() time.Time
-	// Observer, when set, is told of refreshes, lock waits, store errors
-	// and token expiry, for metrics.
+	Clock                  clock.Clock
+	// Observer, when set, is told of refreshes and token expiry, for metrics.
 	Observer Observer
 }
 
-// Observer is told what a Keeper does. Every method must be cheap and safe
-// for concurrent use.
-type Observer interface {
-	// Refresh reports one refresh: result is success, adopted (taken from
-	// the store), or the ErrorKind of its failure.
-	Refresh(route, result string, took time.Duration)
-	LockWait(route string)
-	StoreError(route string)
-	// TokenExpiry reports the expiry of the token now held (zero: none or
-	// not known).
-	TokenExpiry(route string, expiry time.Time)
-}
-
-type nopObserver struct{}
-
-func (nopObserver) Refresh(string, string, time.Duration) {}
-func (nopObserver) LockWait(string)                       {}
-func (nopObserver) StoreError(string)                     {}
-func (nopObserver) TokenExpiry(string, time.Time)         {}
-
-// Keeper keeps one route's token fresh. It serves the token it holds while it
-// is fresh, refreshes ahead of expiry, and lets one refresh run at a time
-// while other callers wait for its result.
+// Keeper keeps one route's token fresh in this process. It serves the token
+// it holds while it is fresh, refreshes ahead of expiry, lets one refresh
+// run at a time while other callers wait for its result, and backs off after
+// a failure. Where the token comes from, and how the fleet agrees on it, is
+// its Source's business.
 type Keeper struct {
 	cfg KeeperConfig
-	now func() time.Time
 	log *zap.Logger
 
 	mu  sync.Mutex
@@ -78,8 +51,6 @@ type Keeper struct {
 	failures int
 	retryAt  time.Time
 	lastErr  *FetchError
-	// storeErr is the last store failure, nil once the store answers again.
-	storeErr error
 }
 
 type flight struct {
@@ -103,38 +74,25 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(time.Minute, cfg.MinBackoff)
 	}
-	if cfg.Store == nil {
-		cfg.Store = cache.NewMemory()
-	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	if cfg.StoreKey == "" {
-		cfg.StoreKey = "token:" + cfg.Route
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
 	}
-	k := &Keeper{cfg: cfg, now: cfg.Now, log: cfg.Logger}
-	if k.now == nil {
-		k.now = time.Now
-	}
-	if k.log == nil {
-		k.log = zap.NewNop()
-	}
-	k.log = k.log.With(zap.String("route", cfg.Route))
-	return k
+	return &Keeper{cfg: cfg, log: log.With(zap.String("route", cfg.Route))}
 }
-
-// Route is the route the keeper serves.
-func (k *Keeper) Route() string { return k.cfg.Route }
 
 // Token returns a token that is valid now. When none is held it waits for a
 // refresh, at most until ctx ends or the refresh times out. A token near its
 // expiry is returned at once while a refresh runs in the background.
 func (k *Keeper) Token(ctx context.Context) (Token, error) {
-	now := k.now()
+	now := k.cfg.Clock.Now()
 	k.mu.Lock()
 	if k.servable(k.cur, now) {
 		tok := k.cur
-		if k.due(tok, now) {
+		if refreshDue(tok, now, k.cfg.Margin) {
 			// Failure here is logged by the refresh; the held token is
 			// still good for this call.
 			_, _ = k.startLocked(now)
@@ -178,74 +136,34 @@ type Status struct {
 	StoreError string
 }
 
-func (k *Keeper) noteStoreError(err error) {
-	k.cfg.Observer.StoreError(k.cfg.Route)
+// Status reports the keeper's state for health pages.
+func (k *Keeper) Status() Status {
 	k.mu.Lock()
-	k.storeErr = err
+	s := Status{HasToken: k.servable(k.cur, k.cfg.Clock.Now()), Expiry: k.cur.Expiry}
+	if k.lastErr != nil {
+		s.LastError = k.lastErr.Error()
+	}
 	k.mu.Unlock()
+	if err := k.cfg.Source.StoreError(); err != nil {
+		s.StoreError = err.Error()
+	}
+	return s
 }
-
-func (k *Keeper) noteStoreOK() {
-	k.mu.Lock()
-	k.storeErr = nil
-	k.mu.Unlock()
-}
-
-func (k *Keeper) noteLockWait() { k.cfg.Observer.LockWait(k.cfg.Route) }
 
 // Resync writes the token held back to the store, after the store was down:
 // siblings see it again without waiting for the next refresh.
 func (k *Keeper) Resync(ctx context.Context) error {
 	k.mu.Lock()
-	tok, ok := k.cur, k.servable(k.cur, k.now())
+	tok, ok := k.cur, k.servable(k.cur, k.cfg.Clock.Now())
 	k.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	// A newer token written by a sibling meanwhile is kept.
-	if stored, err := k.load(ctx); err == nil && !stored.Obtained.Before(tok.Obtained) {
-		k.noteStoreOK()
-		return nil
-	}
-	if err := k.save(ctx, tok); err != nil {
-		k.noteStoreError(err)
-		return err
-	}
-	k.noteStoreOK()
-	return nil
-}
-
-// Status reports the keeper's state for health pages.
-func (k *Keeper) Status() Status {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	s := Status{HasToken: k.servable(k.cur, k.now()), Expiry: k.cur.Expiry}
-	if k.lastErr != nil {
-		s.LastError = k.lastErr.Error()
-	}
-	if k.storeErr != nil {
-		s.StoreError = k.storeErr.Error()
-	}
-	return s
+	return k.cfg.Source.Resync(ctx, tok)
 }
 
 func (k *Keeper) servable(t Token, now time.Time) bool {
 	return t.Valid(now) && t.AccessToken != k.rejected
-}
-
-// due reports whether t should be refreshed: within the margin of its
-// expiry, the margin being at most half its lifetime.
-func (k *Keeper) due(t Token, now time.Time) bool {
-	if t.Expiry.IsZero() {
-		return false
-	}
-	margin := k.cfg.Margin
-	if !t.Obtained.IsZero() {
-		if half := t.Expiry.Sub(t.Obtained) / 2; half < margin {
-			margin = half
-		}
-	}
-	return !now.Before(t.Expiry.Add(-margin))
 }
 
 // startLocked returns the refresh under way, starts one, or returns the
@@ -260,9 +178,7 @@ func (k *Keeper) startLocked(now time.Time) (*flight, error) {
 	}
 	f := &flight{done: make(chan struct{})}
 	k.flight = f
-	prev := k.cur
-	rejected := k.rejected
-	go k.run(f, prev, rejected)
+	go k.run(f, k.cur, k.rejected)
 	return f, nil
 }
 
@@ -270,26 +186,29 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 	// The refresh outlives the caller that started it: others wait on it.
 	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.Timeout)
 	defer cancel()
-	started := k.now()
-	tok, adopted, err := k.obtain(ctx, prev, rejected)
-	now := k.now()
+	started := k.cfg.Clock.Now()
+	tok, adopted, err := k.cfg.Source.Obtain(ctx, prev, rejected)
+	now := k.cfg.Clock.Now()
 
 	k.mu.Lock()
 	k.flight = nil
 	if err != nil {
 		k.failures++
-		wait := k.backoff(k.failures)
+		// Copied while the lock is held: the log line below must not read
+		// k.failures after another refresh may have changed it.
+		failures := k.failures
+		wait := k.backoff(failures)
 		k.retryAt = now.Add(wait)
 		k.lastErr = &FetchError{Route: k.cfg.Route, Kind: KindOf(err), RetryAfter: k.retryAt, Err: err}
 		f.err = k.lastErr
 		k.mu.Unlock()
+		close(f.done)
 		k.cfg.Observer.Refresh(k.cfg.Route, KindOf(err).String(), now.Sub(started))
 		k.log.Warn("token refresh failed",
 			zap.String("reason", KindOf(err).String()),
 			zap.Error(err),
-			zap.Int("failures_in_a_row", k.failures),
+			zap.Int("failures_in_a_row", failures),
 			zap.Duration("retry_in", wait))
-		close(f.done)
 		return
 	}
 	k.cur, k.failures, k.lastErr, k.retryAt = tok, 0, nil, time.Time{}
@@ -317,160 +236,13 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 	}
 }
 
-// obtain gets a token for the fleet. A token another holder (a sibling
-// replica, the consent flow) already stored is adopted. Otherwise the
-// route's lock in the store is taken, the store re-read (the previous holder
-// may just have finished), the grant asked, and the new token stored before
-// the lock is released; while a sibling holds the lock, obtain waits for its
-// token instead of refreshing too. adopted says the token came from the store.
-func (k *Keeper) obtain(ctx context.Context, prev Token, rejected string) (Token, bool, error) {
-	owner := lockOwner()
-	for {
-		stored, err := k.load(ctx)
-		switch {
-		case err == nil:
-			if k.adoptable(stored, rejected) {
-				return stored, true, nil
-			}
-			// The store may hold a newer refresh token (rotated by a
-			// sibling); a rotated-away one would be refused.
-			if stored.Obtained.After(prev.Obtained) {
-				prev = stored
-			}
-		case errors.Is(err, cache.ErrUnsealable):
-			// Sealed with a key no longer configured: as good as absent.
-			k.log.Warn("stored token does not open with the configured keys; getting a new one", zap.Error(err))
-		case !errors.Is(err, cache.ErrNotFound):
-			return k.obtainWithoutStore(ctx, prev, err)
-		}
-
-		err = k.cfg.Store.TryLock(ctx, k.lockKey(), owner, k.lockTTL())
-		switch {
-		case err == nil:
-			return k.obtainHoldingLock(ctx, owner, prev, rejected)
-		case errors.Is(err, cache.ErrLocked):
-			k.noteLockWait()
-			select {
-			case <-ctx.Done():
-				return Token{}, false, fmt.Errorf("waiting for another replica's refresh: %w", ctx.Err())
-			case <-time.After(lockPollInterval):
-			}
-		default:
-			return k.obtainWithoutStore(ctx, prev, err)
-		}
-	}
-}
-
-// lockPollInterval is how often a replica waiting for a sibling's refresh
-// looks for its token: a refresh takes a round trip to the vendor, so a few
-// looks at most.
-const lockPollInterval = 25 * time.Millisecond
-
-func (k *Keeper) lockKey() string { return "lock:" + k.cfg.StoreKey }
-
-// lockTTL outlives a token call, so the lock is not lost mid-refresh, yet
-// bounds how long a crashed holder blocks the fleet.
-func (k *Keeper) lockTTL() time.Duration { return k.cfg.Timeout + 5*time.Second }
-
-func lockOwner() string {
-	b := make([]byte, 12)
-	crand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// adoptable reports whether a stored token can be served instead of
-// refreshing: valid, not the one the upstream refused, not due.
-func (k *Keeper) adoptable(t Token, rejected string) bool {
-	now := k.now()
-	return t.Valid(now) && t.AccessToken != rejected && !k.due(t, now)
-}
-
-func (k *Keeper) obtainHoldingLock(ctx context.Context, owner string, prev Token, rejected string) (Token, bool, error) {
-	defer func() {
-		// Released even when ctx is done; the TTL covers a failure here.
-		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if _, err := k.cfg.Store.Unlock(unlockCtx, k.lockKey(), owner); err != nil {
-			k.log.Warn("releasing the refresh lock failed; it expires by itself", zap.Error(err))
-		}
-	}()
-	if stored, err := k.load(ctx); err == nil {
-		if k.adoptable(stored, rejected) {
-			return stored, true, nil
-		}
-		if stored.Obtained.After(prev.Obtained) {
-			prev = stored
-		}
-	}
-	tok, adopted, err := k.fetch(ctx, prev, rejected)
-	if err != nil || adopted {
-		return tok, adopted, err
-	}
-	if err := k.save(ctx, tok); err != nil {
-		k.noteStoreError(err)
-		k.log.Warn("writing token store failed; serving the token from memory", zap.Error(err))
-	} else {
-		k.noteStoreOK()
-	}
-	return tok, false, nil
-}
-
-// obtainWithoutStore refreshes while the store is down. A grant whose
-// refresh tokens rotate must not refresh without the fleet's lock: two
-// replicas presenting one refresh token would get the whole family revoked.
-func (k *Keeper) obtainWithoutStore(ctx context.Context, prev Token, storeErr error) (Token, bool, error) {
-	k.noteStoreError(storeErr)
-	if r, ok := k.cfg.Grant.(Rotating); ok && r.RotatesRefreshTokens() {
-		return Token{}, false, fmt.Errorf("token store unavailable (%v); this route's refresh tokens rotate, and refreshing without the fleet's lock could get them revoked", storeErr)
-	}
-	k.log.Warn("token store unavailable; refreshing without the fleet's lock", zap.Error(storeErr))
-	tok, _, err := k.fetch(ctx, prev, "")
-	if err != nil {
-		return Token{}, false, err
-	}
-	if err := k.save(ctx, tok); err == nil {
-		k.noteStoreOK()
-	}
-	return tok, false, nil
-}
-
-// fetch asks the grant. A refresh refused as invalid_grant may mean a
-// sibling rotated the refresh token meanwhile (its lock expired, or the
-// store was down): the store is read again before giving up.
-func (k *Keeper) fetch(ctx context.Context, prev Token, rejected string) (Token, bool, error) {
-	tok, err := k.cfg.Grant.Fetch(ctx, prev)
-	if err != nil && InvalidGrant(err) {
-		if stored, lerr := k.load(ctx); lerr == nil {
-			if k.adoptable(stored, rejected) {
-				return stored, true, nil
-			}
-			if stored.RefreshToken != "" && stored.RefreshToken != prev.RefreshToken {
-				tok, err = k.cfg.Grant.Fetch(ctx, stored)
-			}
-		}
-	}
-	if err != nil {
-		return Token{}, false, err
-	}
-	if tok.Obtained.IsZero() {
-		tok.Obtained = k.now()
-	}
-	return tok, false, nil
-}
-
-// Rotating is a grant that can say whether its refresh tokens are
-// single-use, which forbids refreshing without the fleet's lock.
-type Rotating interface {
-	RotatesRefreshTokens() bool
-}
-
 // Store writes tok as the route's token, as the consent flow does after a
 // code exchange, and serves it from now on.
 func (k *Keeper) Store(ctx context.Context, tok Token) error {
 	if tok.Obtained.IsZero() {
-		tok.Obtained = k.now()
+		tok.Obtained = k.cfg.Clock.Now()
 	}
-	if err := k.save(ctx, tok); err != nil {
+	if err := k.cfg.Source.Save(ctx, tok); err != nil {
 		return err
 	}
 	k.mu.Lock()
@@ -480,36 +252,14 @@ func (k *Keeper) Store(ctx context.Context, tok Token) error {
 	return nil
 }
 
-func (k *Keeper) load(ctx context.Context) (Token, error) {
-	raw, err := k.cfg.Store.Get(ctx, k.cfg.StoreKey)
-	if err != nil {
-		return Token{}, fmt.Errorf("reading stored token: %w", err)
-	}
-	var tok Token
-	if err := json.Unmarshal(raw, &tok); err != nil {
-		return Token{}, fmt.Errorf("decoding stored token: %w", err)
-	}
-	return tok, nil
-}
-
-func (k *Keeper) save(ctx context.Context, tok Token) error {
-	raw, err := json.Marshal(tok)
-	if err != nil {
-		return fmt.Errorf("encoding token: %w", err)
-	}
-	// A token with a refresh token outlives its access token; one without
-	// is useless once expired.
-	var ttl time.Duration
-	if tok.RefreshToken == "" && !tok.Expiry.IsZero() {
-		ttl = tok.Expiry.Sub(k.now())
-		if ttl <= 0 {
-			return nil
-		}
-	}
-	if err := k.cfg.Store.Set(ctx, k.cfg.StoreKey, raw, ttl); err != nil {
-		return fmt.Errorf("writing stored token: %w", err)
-	}
-	return nil
+// Forget drops the route's token from memory and the store, after it was
+// revoked.
+func (k *Keeper) Forget(ctx context.Context) error {
+	k.mu.Lock()
+	k.cur, k.rejected = Token{}, ""
+	k.mu.Unlock()
+	k.cfg.Observer.TokenExpiry(k.cfg.Route, time.Time{})
+	return k.cfg.Source.Forget(ctx)
 }
 
 // backoff is exponential with jitter, so replicas that failed together do
@@ -520,24 +270,4 @@ func (k *Keeper) backoff(failures int) time.Duration {
 		d = k.cfg.MaxBackoff
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// Forget drops the route's token from memory and the store, after it was
-// revoked.
-func (k *Keeper) Forget(ctx context.Context) error {
-	k.mu.Lock()
-	k.cur, k.rejected = Token{}, ""
-	k.mu.Unlock()
-	k.cfg.Observer.TokenExpiry(k.cfg.Route, time.Time{})
-	raw, err := k.cfg.Store.Get(ctx, k.cfg.StoreKey)
-	if errors.Is(err, cache.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("forgetting stored token: %w", err)
-	}
-	if _, err := k.cfg.Store.CompareAndDelete(ctx, k.cfg.StoreKey, raw); err != nil {
-		return fmt.Errorf("forgetting stored token: %w", err)
-	}
-	return nil
 }

@@ -21,6 +21,11 @@ func newClock() *fakeclock.Clock { return fakeclock.New(t0) }
 // ccFixture is a keeper doing client credentials against the strict fake,
 // both on one fake clock.
 func ccFixture(t *testing.T, cfg oauthtest.Config) (*Keeper, *oauthtest.Server, *fakeclock.Clock) {
+	k, srv, c, _ := ccFixtureObserved(t, cfg)
+	return k, srv, c
+}
+
+func ccFixtureObserved(t *testing.T, cfg oauthtest.Config) (*Keeper, *oauthtest.Server, *fakeclock.Clock, *refreshes) {
 	t.Helper()
 	c := newClock()
 	cfg.ClientID, cfg.ClientSecret, cfg.BasicAuth, cfg.Now = "cid", "csecret", true, c.Now
@@ -28,14 +33,11 @@ func ccFixture(t *testing.T, cfg oauthtest.Config) (*Keeper, *oauthtest.Server, 
 		cfg.Grants = []string{"client_credentials"}
 	}
 	srv := oauthtest.New(t, cfg)
-	k := NewKeeper(KeeperConfig{
-		Route: "test",
-		Grant: &OAuth2Grant{Type: GrantClientCredentials, TokenURL: srv.TokenURL(),
-			Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "csecret", Client: http.DefaultClient, Now: c.Now}},
-		Timeout: 5 * time.Second,
-		Now:     c.Now,
-	})
-	return k, srv, c
+	obs := &refreshes{}
+	k := newKeeper("test", obs.wrap(&OAuth2Grant{Type: GrantClientCredentials, TokenURL: srv.TokenURL(),
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "cid", Secret: "csecret"}, Client: http.DefaultClient, Clock: c.Now}}),
+		keeperOptions{Timeout: 5 * time.Second, Clock: c.Now, Observer: obs})
+	return k, srv, c, obs
 }
 
 func mustToken(t *testing.T, k *Keeper) Token {
@@ -59,25 +61,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// waitIdle waits until no refresh is under way: a refresh Token started is
-// registered before Token returns.
-func waitIdle(t *testing.T, k *Keeper) {
-	t.Helper()
-	waitFor(t, "refresh to finish", func() bool {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		return k.flight == nil
-	})
-}
-
 func TestKeeperServesCachedTokenWhileFresh(t *testing.T) {
-	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: time.Hour})
+	k, srv, c, obs := ccFixtureObserved(t, oauthtest.Config{Lifetime: time.Hour})
 	first := mustToken(t, k)
 	c.Advance(30 * time.Minute)
 	if again := mustToken(t, k); again.AccessToken != first.AccessToken {
 		t.Fatal("a fresh token was replaced")
 	}
-	waitIdle(t, k)
+	obs.waitIdle(t)
 	if n := srv.TokenCalls("client_credentials"); n != 1 {
 		t.Fatalf("%d token calls, want 1", n)
 	}
@@ -86,13 +77,13 @@ func TestKeeperServesCachedTokenWhileFresh(t *testing.T) {
 // A 3-second token is refreshed after half its lifetime, not 60 s before
 // expiry (which would be before it was issued).
 func TestKeeperRefreshesShortTokensAtHalfLife(t *testing.T) {
-	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: 3 * time.Second})
+	k, srv, c, obs := ccFixtureObserved(t, oauthtest.Config{Lifetime: 3 * time.Second})
 	first := mustToken(t, k)
 	c.Advance(time.Second)
 	if mustToken(t, k).AccessToken != first.AccessToken {
 		t.Fatal("token replaced before half its lifetime")
 	}
-	waitIdle(t, k)
+	obs.waitIdle(t)
 	if n := srv.TokenCalls("client_credentials"); n != 1 {
 		t.Fatalf("refreshed before half the lifetime: %d token calls", n)
 	}
@@ -105,11 +96,11 @@ func TestKeeperRefreshesShortTokensAtHalfLife(t *testing.T) {
 }
 
 func TestKeeperRefreshesSixtySecondsAheadOfLongTokens(t *testing.T) {
-	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: time.Hour})
+	k, srv, c, obs := ccFixtureObserved(t, oauthtest.Config{Lifetime: time.Hour})
 	mustToken(t, k)
 	c.Advance(time.Hour - 61*time.Second)
 	mustToken(t, k)
-	waitIdle(t, k)
+	obs.waitIdle(t)
 	if srv.TokenCalls("client_credentials") != 1 {
 		t.Fatal("refreshed more than 60 s ahead")
 	}
@@ -124,12 +115,14 @@ func TestKeeperFiftyCallersOnExpiredTokenCauseOneRefresh(t *testing.T) {
 	c.Advance(2 * time.Minute)
 	srv.SetMode(oauthtest.Slow)
 
-	var wg sync.WaitGroup
+	var wg, asking sync.WaitGroup
 	tokens := make(chan string, 50)
 	for range 50 {
 		wg.Add(1)
+		asking.Add(1)
 		go func() {
 			defer wg.Done()
+			asking.Done()
 			tok, err := k.Token(context.Background())
 			if err != nil {
 				t.Error(err)
@@ -138,7 +131,9 @@ func TestKeeperFiftyCallersOnExpiredTokenCauseOneRefresh(t *testing.T) {
 			tokens <- tok.AccessToken
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the crowd gather behind the held refresh
+	// The crowd gathers behind the refresh the slow endpoint holds.
+	asking.Wait()
+	waitFor(t, "the refresh to reach the endpoint", func() bool { return srv.HeldCalls() == 1 })
 	srv.SetMode(oauthtest.Normal)
 	wg.Wait()
 	close(tokens)
@@ -161,11 +156,9 @@ func TestKeeperFollowsRotation(t *testing.T) {
 		InitialRefreshToken: "rt-configured", Rotate: true, Lifetime: time.Minute, Now: c.Now,
 	})
 	store := cache.NewMemory()
-	k := NewKeeper(KeeperConfig{
-		Route: "rot", Store: store, StoreKey: "k", Now: c.Now,
-		Grant: &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.TokenURL(), RefreshToken: "rt-configured",
-			Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "cs", ClientAuth: ClientAuthBody, Client: http.DefaultClient, Now: c.Now}},
-	})
+	k := newKeeper("rot", &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.TokenURL(), RefreshToken: "rt-configured",
+		Endpoint: &Endpoint{Auth: ClientSecretPost{ID: "cid", Secret: "cs"}, Client: http.DefaultClient, Clock: c.Now}},
+		keeperOptions{Store: store, Key: "k", Clock: c.Now})
 	var last Token
 	for i := range 5 {
 		last = mustToken(t, k)
@@ -182,9 +175,8 @@ func TestKeeperFollowsRotation(t *testing.T) {
 	}
 	// The rotated refresh token is what the store holds, for restarts and
 	// siblings.
-	stored, err := k.load(context.Background())
-	if err != nil || stored.RefreshToken != last.RefreshToken {
-		t.Fatalf("stored refresh token %v / %v, want the latest", stored, err)
+	if stored := storedToken(t, store, "k"); stored.RefreshToken != last.RefreshToken {
+		t.Fatalf("stored refresh token %v, want the latest", stored)
 	}
 }
 
@@ -216,9 +208,9 @@ func TestKeeperBacksOffAfterFailure(t *testing.T) {
 	}))
 	defer down.Close()
 	c := newClock()
-	k := NewKeeper(KeeperConfig{Route: "down", Now: c.Now, MinBackoff: time.Second, MaxBackoff: 8 * time.Second,
-		Grant: &OAuth2Grant{Type: GrantClientCredentials, TokenURL: down.URL,
-			Endpoint: &Endpoint{ClientID: "a", ClientSecret: "b", Client: http.DefaultClient}}})
+	k := newKeeper("down", &OAuth2Grant{Type: GrantClientCredentials, TokenURL: down.URL,
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "a", Secret: "b"}, Client: http.DefaultClient}},
+		keeperOptions{Clock: c.Now, MinBackoff: time.Second, MaxBackoff: 8 * time.Second})
 
 	for range 20 {
 		_, err := k.Token(context.Background())
@@ -241,9 +233,9 @@ func TestKeeperTimesOutSlowEndpoint(t *testing.T) {
 	c := newClock()
 	srv := oauthtest.New(t, oauthtest.Config{ClientID: "cid", ClientSecret: "cs", BasicAuth: true, Grants: []string{"client_credentials"}, Now: c.Now})
 	srv.SetMode(oauthtest.Slow)
-	k := NewKeeper(KeeperConfig{Route: "slow", Timeout: 100 * time.Millisecond,
-		Grant: &OAuth2Grant{Type: GrantClientCredentials, TokenURL: srv.TokenURL(),
-			Endpoint: &Endpoint{ClientID: "cid", ClientSecret: "cs", Client: http.DefaultClient}}})
+	k := newKeeper("slow", &OAuth2Grant{Type: GrantClientCredentials, TokenURL: srv.TokenURL(),
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "cid", Secret: "cs"}, Client: http.DefaultClient}},
+		keeperOptions{Timeout: 100 * time.Millisecond})
 	_, err := k.Token(context.Background())
 	if KindOf(err) != Unavailable || !strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("err = %v, want an Unavailable timeout", err)
@@ -270,5 +262,34 @@ func TestKeeperAdoptsTokenStoredBySomeoneElse(t *testing.T) {
 	}
 	if srv.TokenCalls("client_credentials") != 0 {
 		t.Fatal("fetched a token while one was stored")
+	}
+}
+
+type failingGrant struct{}
+
+func (failingGrant) Fetch(context.Context, Token) (Token, error) {
+	return Token{}, &RetrieveError{StatusCode: http.StatusServiceUnavailable}
+}
+
+// Regression: the failure count was read for the log line after the lock
+// was released, racing with the next refresh. Under -race this failed.
+func TestKeeperFailingRefreshesDoNotRace(t *testing.T) {
+	k := newKeeper("failing", failingGrant{}, keeperOptions{MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if _, err := k.Token(context.Background()); err == nil {
+					t.Error("a grant that always fails gave a token")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if st := k.Status(); st.LastError == "" {
+		t.Fatal("the failure is not reported")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // movingimage VideoManager Pro (video), https://api.video-cdn.net. Customers
@@ -37,6 +36,8 @@ func init() {
 			Inject:      "header",
 		},
 		Options: []string{"VIDEOMANAGER_ID", "AUTH"},
+		// A token is for one VideoManager.
+		Account: func(s Settings) string { return s.Options["VIDEOMANAGER_ID"] },
 		Grants:  []GrantType{GrantStatic, GrantPassword},
 		Derive: func(s *Settings) {
 			if s.Options["AUTH"] == "oidc" {
@@ -62,7 +63,7 @@ func init() {
 			if g != GrantPassword || s.Options["AUTH"] == "oidc" {
 				return nil, nil // the generic grant speaks OIDC
 			}
-			ep.ClientAuth = ClientAuthNone
+			ep.Auth = nil // the login authenticates by username and password alone
 			ep.Fields = Fields{AccessToken: "accessToken", RefreshToken: "refreshToken", Extra: []string{videoManagerField}}
 			return &movingimageGrant{
 				endpoint: ep, loginURL: s.TokenURL, refreshURL: s.RefreshURL,
@@ -80,16 +81,9 @@ type movingimageGrant struct {
 	videoManagerID     string // configured; empty: the login answer's
 }
 
-func (g *movingimageGrant) now() time.Time {
-	if g.endpoint.Now != nil {
-		return g.endpoint.Now()
-	}
-	return time.Now()
-}
-
 // Fetch implements Grant.
 func (g *movingimageGrant) Fetch(ctx context.Context, prev Token) (Token, error) {
-	if prev.CanRefresh(g.now()) {
+	if prev.CanRefresh(g.endpoint.Clock.Now()) {
 		tok, err := g.refresh(ctx, prev, g.targetVideoManager(prev))
 		if err == nil || KindOf(err) != Rejected {
 			return tok, err
@@ -135,8 +129,5 @@ func (g *movingimageGrant) refresh(ctx context.Context, prev Token, videoManager
 	if err != nil {
 		return Token{}, fmt.Errorf("refreshing movingimage token: %w", err)
 	}
-	if tok.RefreshToken == "" {
-		tok.RefreshToken, tok.RefreshExpiry = prev.RefreshToken, prev.RefreshExpiry
-	}
-	return tok, nil
+	return tok.keepingRefreshToken(prev), nil
 }

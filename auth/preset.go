@@ -58,6 +58,9 @@ type Preset struct {
 	Refused func(status int, head []byte) bool
 	// Check, when set, checks vendor-specific requirements of a grant.
 	Check func(s Settings, g GrantType) error
+	// Account, when set, names what besides the client and user picks the
+	// account a token is for, such as movingimage's VideoManager id.
+	Account func(s Settings) string
 	// NewGrant, when set and returning a grant, is used instead of the generic OAuth2
 	// one, for vendors that do not follow RFC 6749.
 	NewGrant func(s Settings, ep *Endpoint, grant GrantType) (Grant, error)
@@ -96,11 +99,7 @@ func PresetNames() []string {
 // Apply returns s with every empty setting taken from the preset.
 func (p Preset) Apply(s Settings) Settings {
 	d := p.Defaults
-	fill := func(v *string, def string) {
-		if *v == "" {
-			*v = def
-		}
-	}
+	fill := fillFrom
 	fill(&s.UpstreamURL, d.UpstreamURL)
 	fill(&s.Grant, d.Grant)
 	fill(&s.TokenURL, d.TokenURL)
@@ -127,10 +126,10 @@ func (p Preset) Apply(s Settings) Settings {
 	return s
 }
 
-// InferGrant picks the grant from the credentials given when the operator
+// inferGrant picks the grant from the credentials given when the operator
 // named none. Ambiguity is an error: guessing wrong would send credentials
 // somewhere the operator did not mean.
-func InferGrant(s Settings) (GrantType, error) {
+func inferGrant(s Settings) (GrantType, error) {
 	var found []GrantType
 	if s.AccessToken != "" {
 		found = append(found, GrantStatic)
@@ -156,13 +155,54 @@ func InferGrant(s Settings) (GrantType, error) {
 	return "", fmt.Errorf("ambiguous credentials (they fit grants %v): set GRANT", found)
 }
 
-// StoreKey is the key of a route's token in a shared store. It includes a
-// hash of the credentials' identity (never the secrets themselves), so two
-// deployments of the same route name with different accounts sharing one
-// store never see each other's tokens.
-func (s Settings) StoreKey(route string) string {
+// Identity is what identifies the account a route's grant gets tokens for:
+// who asks (client, user), where (token URLs, upstream), by which grant, and
+// what the preset adds. It holds no secret.
+type Identity struct {
+	Grant                GrantType
+	TokenURL, RefreshURL string
+	ClientID, Username   string
+	UpstreamURL          string
+	Account              string
+	// inferredGrant says Grant is what the credentials imply, so the key
+	// is the same whether or not GRANT spells it out.
+	inferredGrant bool
+}
+
+func (p Preset) identity(s Settings, g GrantType, inferred bool) Identity {
+	id := Identity{Grant: g, inferredGrant: inferred, TokenURL: s.TokenURL, RefreshURL: s.RefreshURL,
+		ClientID: s.ClientID, Username: s.Username, UpstreamURL: s.UpstreamURL}
+	if p.Account != nil {
+		id.Account = p.Account(s)
+	}
+	return id
+}
+
+// StoreKey is the key of the route's token in a shared store: the route's
+// name and a hash of its identity (never a secret), so two deployments of
+// one route name with different accounts sharing a store never see each
+// other's tokens. It follows the effective grant, not how the configuration
+// spelled it: setting GRANT to the grant that was inferred keeps the key, and
+// with it the stored (possibly rotated) refresh token.
+func (id Identity) StoreKey(route string) string {
+	grant := string(id.Grant)
+	if id.inferredGrant {
+		// Keys were first derived from GRANT as written, mostly empty: an
+		// inferred grant hashes as empty so those stored tokens stay found.
+		grant = ""
+	}
+	return storeKey(route, grant, id)
+}
+
+// legacyStoreKey is the key earlier versions derived from GRANT as the
+// configuration spelled it; a token stored there is moved to StoreKey.
+func (id Identity) legacyStoreKey(route, spelledGrant string) string {
+	return storeKey(route, spelledGrant, id)
+}
+
+func storeKey(route, grant string, id Identity) string {
 	h := sha256.New()
-	for _, part := range []string{s.Grant, s.TokenURL, s.RefreshURL, s.ClientID, s.Username, s.UpstreamURL, s.Options["VIDEOMANAGER_ID"]} {
+	for _, part := range []string{grant, id.TokenURL, id.RefreshURL, id.ClientID, id.Username, id.UpstreamURL, id.Account} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

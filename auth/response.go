@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/vendortext"
 )
 
 // Fields names the members of a token answer. Vendors disagree: most follow
@@ -32,9 +34,9 @@ var StandardFields = Fields{
 	TokenType:        "token_type",
 }
 
-// MaxAnswerBytes bounds how much of a token answer is read. Real answers are
+// maxAnswerBytes bounds how much of a token answer is read. Real answers are
 // a few KiB; a token endpoint streaming garbage must not fill our memory.
-const MaxAnswerBytes = 1 << 20
+const maxAnswerBytes = 1 << 20
 
 // ParseTokenResponse turns a token endpoint's answer into a Token. It reads
 // JSON and form-encoded answers whatever the Content-Type says (vendors get it
@@ -45,7 +47,7 @@ func ParseTokenResponse(status int, contentType string, body []byte, f Fields, n
 	values, format, err := decodeAnswer(contentType, body)
 	if err != nil {
 		if status < 200 || status > 299 {
-			return Token{}, &RetrieveError{StatusCode: status, Description: shorten(err.Error(), 200)}
+			return Token{}, &RetrieveError{StatusCode: status, Description: vendortext.Shorten(err.Error(), 200)}
 		}
 		return Token{}, fmt.Errorf("answered %d with %w", status, err)
 	}
@@ -140,7 +142,7 @@ func orUnknown(mediaType string) string {
 	if mediaType == "" {
 		return "no content type"
 	}
-	return shorten(mediaType, 64)
+	return vendortext.Shorten(mediaType, 64)
 }
 
 // errorFields reads an error answer: RFC 6749's error and error_description,
@@ -158,7 +160,7 @@ func errorFields(values map[string]any) (code, description string) {
 	} else if description == "" && code != "" {
 		description = stringField(values, "message")
 	}
-	return shorten(code, 64), shorten(description, 200)
+	return vendortext.Shorten(code, 64), vendortext.Shorten(description, 200)
 }
 
 func joinMessages(v any) string {

@@ -63,6 +63,16 @@ func (t Token) CanRefresh(now time.Time) bool {
 	return t.RefreshToken != "" && (t.RefreshExpiry.IsZero() || now.Before(t.RefreshExpiry))
 }
 
+// keepingRefreshToken is a refresh's answer completed from the token it
+// refreshed: RFC 6749 section 6 lets the server leave the refresh token out,
+// and then the old one stays good.
+func (t Token) keepingRefreshToken(prev Token) Token {
+	if t.RefreshToken == "" {
+		t.RefreshToken, t.RefreshExpiry = prev.RefreshToken, prev.RefreshExpiry
+	}
+	return t
+}
+
 // jwtExpiry reads the exp claim of a JWT without verifying it: the token is
 // ours and the vendor verifies it; we only need to know when it dies. It
 // returns the zero time when s is not a JWT or has no exp.

@@ -112,9 +112,15 @@ func (g *viadeoGrant) Revoke(ctx context.Context, tok Token) error {
 	if err != nil {
 		return fmt.Errorf("parsing revoke URL: %w", errors.Unwrap(err))
 	}
+	// Viadeo takes the client's credentials in the query string here:
+	// the route's client authentication puts them in these members.
 	q := u.Query()
-	q.Set("client_id", ep.ClientID)
-	q.Set("client_secret", ep.ClientSecret)
+	header := http.Header{}
+	if ep.Auth != nil {
+		if err := ep.Auth.Authenticate(ctx, g.revokeURL, header, q); err != nil {
+			return fmt.Errorf("authenticating the client for revocation: %w", err)
+		}
+	}
 	q.Set("redirect_uri", g.redirectURL)
 	q.Set("access_token", tok.AccessToken)
 	u.RawQuery = q.Encode()
@@ -122,6 +128,7 @@ func (g *viadeoGrant) Revoke(ctx context.Context, tok Token) error {
 	if err != nil {
 		return fmt.Errorf("building revoke request: %w", errors.Unwrap(err))
 	}
+	req.Header = header
 	return doRevoke(ep.Client, req, g.revokeURL)
 }
 

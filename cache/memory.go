@@ -6,12 +6,14 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
 )
 
 // Memory is the in-process Store: the embedded default when no Redis is
 // configured. Values live as long as the process.
 type Memory struct {
-	now func() time.Time
+	now clock.Clock
 
 	mu      sync.Mutex
 	entries map[string]memoryEntry
@@ -28,7 +30,7 @@ func (e memoryEntry) expired(now time.Time) bool {
 
 // NewMemory returns an empty in-process store.
 func NewMemory() *Memory {
-	return &Memory{now: time.Now, entries: make(map[string]memoryEntry)}
+	return &Memory{entries: make(map[string]memoryEntry)}
 }
 
 func (m *Memory) lookup(key string) (memoryEntry, bool) {
@@ -36,7 +38,7 @@ func (m *Memory) lookup(key string) (memoryEntry, bool) {
 	if !ok {
 		return memoryEntry{}, false
 	}
-	if e.expired(m.now()) {
+	if e.expired(m.now.Now()) {
 		delete(m.entries, key)
 		return memoryEntry{}, false
 	}
@@ -68,7 +70,7 @@ func (m *Memory) Set(ctx context.Context, key string, value []byte, ttl time.Dur
 	}
 	e := memoryEntry{value: bytes.Clone(value)}
 	if ttl > 0 {
-		e.expires = m.now().Add(ttl)
+		e.expires = m.now.Now().Add(ttl)
 	}
 	m.mu.Lock()
 	m.entries[key] = e
@@ -105,7 +107,7 @@ func (m *Memory) TryLock(ctx context.Context, key, owner string, ttl time.Durati
 	if _, held := m.lookup(key); held {
 		return ErrLocked
 	}
-	m.entries[key] = memoryEntry{value: []byte(owner), expires: m.now().Add(ttl)}
+	m.entries[key] = memoryEntry{value: []byte(owner), expires: m.now.Now().Add(ttl)}
 	return nil
 }
 
@@ -116,7 +118,7 @@ func (m *Memory) Unlock(ctx context.Context, key, owner string) (bool, error) {
 
 // NewMemoryWithClock returns an empty in-process store that reads time from
 // now, so tests can expire entries without sleeping.
-func NewMemoryWithClock(now func() time.Time) *Memory {
+func NewMemoryWithClock(now clock.Clock) *Memory {
 	m := NewMemory()
 	m.now = now
 	return m

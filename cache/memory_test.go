@@ -12,7 +12,7 @@ import (
 func TestMemoryStore(t *testing.T) {
 	var clock *fakeclock.Clock
 	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) cache.Store {
+		New: func(t *testing.T) cache.LockingStore {
 			clock = fakeclock.New(time.Unix(1_700_000_000, 0))
 			return cache.NewMemoryWithClock(clock.Now)
 		},

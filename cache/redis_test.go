@@ -19,7 +19,7 @@ import (
 func TestMiniredisStore(t *testing.T) {
 	var mr *miniredis.Miniredis
 	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) cache.Store {
+		New: func(t *testing.T) cache.LockingStore {
 			mr = miniredis.RunT(t)
 			client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 			t.Cleanup(func() { client.Close() })
@@ -46,7 +46,7 @@ func realRedisAddr(t *testing.T) string {
 func TestRealRedisStore(t *testing.T) {
 	addr := realRedisAddr(t)
 	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) cache.Store {
+		New: func(t *testing.T) cache.LockingStore {
 			client := redis.NewClient(&redis.Options{Addr: addr})
 			t.Cleanup(func() { client.Close() })
 			if err := client.Ping(context.Background()).Err(); err != nil {
@@ -65,7 +65,7 @@ func TestSealedStore(t *testing.T) {
 	var clock *fakeclock.Clock
 	sealer := newSealer(t, key(1))
 	storetest.Run(t, storetest.Harness{
-		New: func(t *testing.T) cache.Store {
+		New: func(t *testing.T) cache.LockingStore {
 			clock = fakeclock.New(time.Unix(1_700_000_000, 0))
 			return cache.NewSealed(cache.NewMemoryWithClock(clock.Now), sealer)
 		},

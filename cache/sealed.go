@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -117,12 +118,14 @@ func (s *Sealer) Open(name string, sealed []byte) ([]byte, error) {
 // Sealed is a Store whose values are sealed before they reach inner. Lock
 // owners are random ids, not secrets, and pass as they are.
 type Sealed struct {
-	inner  Store
+	inner  LockingStore
 	sealer *Sealer
 }
 
 // NewSealed wraps inner.
-func NewSealed(inner Store, sealer *Sealer) *Sealed { return &Sealed{inner: inner, sealer: sealer} }
+func NewSealed(inner LockingStore, sealer *Sealer) *Sealed {
+	return &Sealed{inner: inner, sealer: sealer}
+}
 
 // Get implements Store.
 func (s *Sealed) Get(ctx context.Context, key string) ([]byte, error) {
@@ -159,12 +162,29 @@ func (s *Sealed) CompareAndDelete(ctx context.Context, key string, old []byte) (
 	return s.inner.CompareAndDelete(ctx, key, raw)
 }
 
-// TryLock implements Store.
+// TryLock implements Locker.
 func (s *Sealed) TryLock(ctx context.Context, key, owner string, ttl time.Duration) error {
 	return s.inner.TryLock(ctx, key, owner, ttl)
 }
 
-// Unlock implements Store.
+// Unlock implements Locker.
 func (s *Sealed) Unlock(ctx context.Context, key, owner string) (bool, error) {
 	return s.inner.Unlock(ctx, key, owner)
+}
+
+// Ping implements Pinger when the inner store does; a store in this process
+// always answers.
+func (s *Sealed) Ping(ctx context.Context) error {
+	if p, ok := s.inner.(Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// Close closes the inner store when it holds a connection.
+func (s *Sealed) Close() error {
+	if c, ok := s.inner.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

@@ -71,11 +71,8 @@ func BenchmarkCall(b *testing.B) {
 		})
 		b.Run(name+"/sidecar", func(b *testing.B) {
 			up, _ := url.Parse(benchmarkUpstream(b).URL)
-			keeper := auth.NewKeeper(auth.KeeperConfig{Route: "api", Grant: auth.StaticGrant{AccessToken: "t"}})
-			h, err := New(Options{Routes: []Route{{Name: "api", Upstream: up, Tokens: keeper}}, MaxReplayBytes: 1 << 20})
-			if err != nil {
-				b.Fatal(err)
-			}
+			keeper := newKeeper("api", auth.StaticGrant{AccessToken: "t"}, 0, nil, 0)
+			h := newHandler(b, []Route{{Name: "api", Upstream: up, Tokens: keeper}}, EngineOptions{MaxReplayBytes: 1 << 20}, Options{})
 			side := httptest.NewServer(h)
 			b.Cleanup(side.Close)
 			runCalls(b, side.URL+"/api/v1/items", payload)

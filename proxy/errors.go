@@ -29,6 +29,12 @@ type errorBody struct {
 	Routes            []string `json:"routes,omitempty"`
 }
 
+// WriteError answers a call the sidecar refuses itself, in the shape of
+// every error it answers: a stable code, the route, and a message for people.
+func WriteError(w http.ResponseWriter, status int, code, route, message string) {
+	writeJSON(w, status, errorBody{Error: code, Route: route, Message: message})
+}
+
 func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -37,7 +43,7 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 }
 
 // proxyError answers a call the reverse proxy could not complete.
-func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+func (e *Engine) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	route := ""
 	if c := callFrom(r.Context()); c != nil {
 		route = c.route
@@ -55,14 +61,14 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	var be *bodyError
 	switch {
 	case errors.As(err, &te):
-		h.tokenError(w, route, te.err)
+		e.tokenError(w, route, te.err)
 	case errors.As(err, &be):
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request_body", Route: route, Message: err.Error()})
 	case isTimeout(err):
-		h.log.Warn("upstream timed out", zap.String("route", route), zap.Error(err))
+		e.log.Warn("upstream timed out", zap.String("route", route), zap.Error(err))
 		writeJSON(w, http.StatusGatewayTimeout, errorBody{Error: "upstream_timeout", Route: route, Message: err.Error()})
 	default:
-		h.log.Warn("upstream unreachable", zap.String("route", route), zap.Error(err))
+		e.log.Warn("upstream unreachable", zap.String("route", route), zap.Error(err))
 		writeJSON(w, http.StatusBadGateway, errorBody{Error: "upstream_unreachable", Route: route, Message: err.Error()})
 	}
 }
@@ -70,7 +76,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 // tokenError answers a call for which no token could be had: 503 with
 // Retry-After when it is likely to pass, 502 when the credentials were
 // refused or a person must give consent.
-func (h *Handler) tokenError(w http.ResponseWriter, route string, err error) {
+func (e *Engine) tokenError(w http.ResponseWriter, route string, err error) {
 	body := errorBody{Route: route, Message: err.Error()}
 	status := http.StatusBadGateway
 	switch auth.KindOf(err) {
@@ -88,7 +94,7 @@ func (h *Handler) tokenError(w http.ResponseWriter, route string, err error) {
 		secs := 1
 		var fe *auth.FetchError
 		if errors.As(err, &fe) && !fe.RetryAfter.IsZero() {
-			secs = max(1, int(math.Ceil(fe.RetryAfter.Sub(h.now()).Seconds())))
+			secs = max(1, int(math.Ceil(e.clock.Until(fe.RetryAfter).Seconds())))
 		}
 		body.RetryAfterSeconds = secs
 		w.Header().Set("Retry-After", strconv.Itoa(secs))

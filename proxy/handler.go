@@ -7,51 +7,28 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/clock"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// ReservedNames are first path segments the sidecar serves itself; no route
-// may take them.
-var ReservedNames = []string{"healthz", "readyz", "oauth", "metrics", "status"}
-
-// Route is one upstream behind the sidecar.
-type Route struct {
-	// Name is the first path segment that selects the route.
-	Name string
-	// Upstream is where calls go; its path is a base the rest is joined to.
-	Upstream *url.URL
-	Tokens   TokenSource
-	Inject   Injection
-	// Refused, when set, recognizes answers that refuse the token without
-	// a 401; they are handled as a 401.
-	Refused func(status int, head []byte) bool
-}
-
-type route struct {
-	upstream *url.URL
-	proxy    *httputil.ReverseProxy
+// Routes is the table the handler finds a call's route in. It is read on
+// every call, so the table may change while the sidecar serves.
+type Routes interface {
+	// Forwarder returns the route called name.
+	Forwarder(name string) (*Forwarder, bool)
+	// Names lists the routes, sorted, for the unknown-route answer.
+	Names() []string
 }
 
 // Options configures a Handler.
 type Options struct {
-	Routes []Route
-	// MaxReplayBytes is the largest request body kept for a replay after 401.
-	MaxReplayBytes int64
-	// Transport sends requests upstream; nil means NewUpstreamTransport's.
-	Transport http.RoundTripper
-	// ForwardedHeaders adds X-Forwarded-For/Host/Proto. Off by default: they
-	// would tell vendors about internal addresses.
-	ForwardedHeaders bool
+	Routes Routes
 	// OAuth, when set, serves /oauth/ (the consent flow).
 	OAuth http.Handler
 	// Detail, when set, adds to /readyz's answer; verbose is ?verbose.
@@ -64,42 +41,38 @@ type Options struct {
 	// Observer, when set, is told of every proxied call, for metrics.
 	Observer Observer
 	Logger   *zap.Logger
-	Now      func() time.Time
+	Clock    clock.Clock
 }
 
 // Handler is the sidecar's http.Handler.
 type Handler struct {
-	routes     map[string]*route
-	names      []string
+	routes     Routes
 	oauth      http.Handler
 	detail     func(verbose bool) map[string]any
 	metrics    http.Handler
 	observer   Observer
 	clientKeys [][]byte
 	log        *zap.Logger
-	now        func() time.Time
+	clock      clock.Clock
 	notReady   atomic.Bool
 }
 
-// New builds a Handler, one reverse proxy per route.
+// New builds the sidecar's handler over a table of routes.
 func New(opts Options) (*Handler, error) {
-	if opts.MaxReplayBytes < 0 {
-		return nil, errors.New("max replay bytes must not be negative")
+	if opts.Routes == nil {
+		return nil, errors.New("no route table")
 	}
 	h := &Handler{
-		routes:   make(map[string]*route, len(opts.Routes)),
+		routes:   opts.Routes,
 		oauth:    opts.OAuth,
 		detail:   opts.Detail,
 		metrics:  opts.Metrics,
 		observer: opts.Observer,
 		log:      opts.Logger,
-		now:      opts.Now,
+		clock:    opts.Clock,
 	}
 	if h.log == nil {
 		h.log = zap.NewNop()
-	}
-	if h.now == nil {
-		h.now = time.Now
 	}
 	if h.observer == nil {
 		h.observer = nopObserver{}
@@ -107,98 +80,7 @@ func New(opts Options) (*Handler, error) {
 	for _, k := range opts.ClientKeys {
 		h.clientKeys = append(h.clientKeys, []byte(k))
 	}
-	base := opts.Transport
-	if base == nil {
-		base = NewUpstreamTransport(30 * time.Second)
-	}
-	pool := newBufferPool(opts.MaxReplayBytes)
-	for _, r := range opts.Routes {
-		switch {
-		case !ValidRouteName(r.Name):
-			return nil, fmt.Errorf("route name %q: must be lower-case letters, digits and dashes", r.Name)
-		case slices.Contains(ReservedNames, r.Name):
-			return nil, fmt.Errorf("route name %q is reserved for the sidecar's own endpoints", r.Name)
-		case h.routes[r.Name] != nil:
-			return nil, fmt.Errorf("route %q is configured twice", r.Name)
-		case r.Upstream == nil || r.Upstream.Host == "" || (r.Upstream.Scheme != "http" && r.Upstream.Scheme != "https"):
-			return nil, fmt.Errorf("route %q: upstream must be an absolute http or https URL", r.Name)
-		case r.Tokens == nil:
-			return nil, fmt.Errorf("route %q has no token source", r.Name)
-		}
-		h.routes[r.Name] = &route{upstream: r.Upstream, proxy: h.newReverseProxy(r, base, pool, opts.ForwardedHeaders)}
-		h.names = append(h.names, r.Name)
-	}
-	slices.Sort(h.names)
 	return h, nil
-}
-
-func (h *Handler) newReverseProxy(r Route, base http.RoundTripper, pool *bufferPool, forwarded bool) *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		// Rewrite, not Director: hop-by-hop and X-Forwarded-* headers are
-		// already gone when it runs, whatever the caller's Connection says.
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			call := callFrom(pr.In.Context())
-			pr.Out.URL = call.target
-			pr.Out.Host = ""
-			// The caller's own credentials never reach the vendor.
-			pr.Out.Header.Del("Authorization")
-			pr.Out.Header.Del(ClientKeyHeader)
-			if forwarded {
-				pr.SetXForwarded()
-			}
-		},
-		Transport: &tokenTransport{
-			route:   r.Name,
-			tokens:  r.Tokens,
-			inject:  r.Inject,
-			base:    base,
-			pool:    pool,
-			refused: r.Refused,
-		},
-		// Streamed answers (SSE, chunked, downloads) reach the caller as
-		// they arrive.
-		FlushInterval: -1,
-		// Without a pool, every call allocates a 32 KiB copy buffer.
-		BufferPool:   copyBuffers,
-		ErrorHandler: h.proxyError,
-		ErrorLog:     zap.NewStdLog(h.log.Named("reverseproxy")),
-	}
-}
-
-// copyBuffers recycles the buffers answers are copied through.
-var copyBuffers = &bufferPoolAdapter{pool: sync.Pool{New: func() any {
-	b := make([]byte, 32<<10)
-	return &b
-}}}
-
-// bufferPoolAdapter is a sync.Pool as an httputil.BufferPool; it keeps
-// pointers to slices so Put does not allocate.
-type bufferPoolAdapter struct{ pool sync.Pool }
-
-func (p *bufferPoolAdapter) Get() []byte { return *p.pool.Get().(*[]byte) }
-
-func (p *bufferPoolAdapter) Put(b []byte) {
-	if cap(b) != 32<<10 {
-		return
-	}
-	b = b[:cap(b)]
-	p.pool.Put(&b)
-}
-
-// NewUpstreamTransport is the transport to vendors: timeouts on every phase
-// but the body (answers may stream for long), and HTTPS_PROXY honoured.
-func NewUpstreamTransport(responseHeaderTimeout time.Duration) *http.Transport {
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-	}
 }
 
 // ClientKeyHeader carries a caller's client key when CLIENT_KEYS is set.
@@ -305,12 +187,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: "this sidecar serves only callers that present a client key in the " + ClientKeyHeader + " header"})
 		return
 	}
-	rt := h.routes[name]
-	if !ok || rt == nil {
+	var rt *Forwarder
+	if ok {
+		rt, ok = h.routes.Forwarder(name)
+	}
+	if !ok {
 		writeJSON(w, http.StatusNotFound, errorBody{
 			Error:   "unknown_route",
 			Message: fmt.Sprintf("no route %q; calls go to /ROUTE/path", name),
-			Routes:  h.names,
+			Routes:  h.routes.Names(),
 		})
 		return
 	}
@@ -331,10 +216,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	c := &call{route: name, target: target}
 	rec := &statusRecorder{ResponseWriter: w}
-	start := h.now()
+	start := h.clock.Now()
 	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 
-	took := h.now().Sub(start)
+	took := h.clock.Since(start)
 	h.observer.Request(name, r.Method, rec.statusOrOK(), took)
 	if c.replay != replayNone {
 		h.observer.Replay(name, c.replay.outcome(rec.statusOrOK()))

@@ -3,16 +3,8 @@ package proxy
 import (
 	"errors"
 	"net/url"
-	"regexp"
 	"strings"
 )
-
-// routeNamePattern is what a route name may be: it is the first path segment
-// and part of environment variable names.
-var routeNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-
-// ValidRouteName reports whether name can be a route.
-func ValidRouteName(name string) bool { return routeNamePattern.MatchString(name) }
 
 // splitRoute splits an escaped request path into the route name (its first
 // segment) and the rest, which keeps its leading slash.

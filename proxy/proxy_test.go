@@ -64,11 +64,11 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	log, logs := logtest.New()
 	f.logs = logs
 	var grant auth.Grant = &auth.OAuth2Grant{Type: auth.GrantClientCredentials, TokenURL: f.vendor.TokenURL(),
-		Endpoint: &auth.Endpoint{ClientID: clientID, ClientSecret: clientSecret, Client: http.DefaultClient}}
+		Endpoint: &auth.Endpoint{Auth: auth.ClientSecretBasic{ID: clientID, Secret: clientSecret}, Client: http.DefaultClient}}
 	if o.grant != nil {
 		grant = o.grant(f.vendor)
 	}
-	f.keeper = auth.NewKeeper(auth.KeeperConfig{Route: "vendor", Grant: grant, Timeout: o.tokenTimeout, Logger: log, MinBackoff: 50 * time.Millisecond})
+	f.keeper = newKeeper("vendor", grant, o.tokenTimeout, log, 50*time.Millisecond)
 	if o.upstream == "" {
 		o.upstream = f.vendor.URL
 	}
@@ -76,14 +76,8 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Options{
-		Routes:         []Route{{Name: "vendor", Upstream: up, Tokens: f.keeper, Inject: Injection{QueryParam: o.queryParam}}},
-		MaxReplayBytes: o.maxReplay,
-		Logger:         log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: f.keeper, Inject: Injection{QueryParam: o.queryParam}}},
+		EngineOptions{MaxReplayBytes: o.maxReplay, Logger: log}, Options{Logger: log})
 	f.sidecar = httptest.NewServer(h)
 	t.Cleanup(f.sidecar.Close)
 	return f
@@ -465,7 +459,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		queryParam: "access_token",
 		grant: func(v *oauthtest.Server) auth.Grant {
 			return &auth.OAuth2Grant{Type: auth.GrantPassword, Username: "ann", Password: password, TokenURL: v.TokenURL(),
-				Endpoint: &auth.Endpoint{ClientID: clientID, ClientSecret: clientSecret, Client: http.DefaultClient}}
+				Endpoint: &auth.Endpoint{Auth: auth.ClientSecretBasic{ID: clientID, Secret: clientSecret}, Client: http.DefaultClient}}
 		},
 	})
 	f.do(t, "GET", "/vendor/a?access_token=callers-own-token&x=1", nil, nil)
@@ -534,10 +528,7 @@ func TestProxyForwardedHeadersOnlyWhenConfigured(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		f := newFixture(t, fixtureOptions{})
 		up, _ := url.Parse(f.vendor.URL)
-		h, err := New(Options{Routes: []Route{{Name: "vendor", Upstream: up, Tokens: f.keeper}}, ForwardedHeaders: on})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: f.keeper}}, EngineOptions{ForwardedHeaders: on}, Options{})
 		side := httptest.NewServer(h)
 		resp, err := http.Get(side.URL + "/vendor/x")
 		if err != nil {

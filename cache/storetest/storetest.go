@@ -1,4 +1,4 @@
-// Package storetest is the one behaviour suite every cache.Store passes.
+// Package storetest is the one behaviour suite every cache.LockingStore passes.
 package storetest
 
 import (
@@ -16,7 +16,7 @@ import (
 // Harness describes a store under test.
 type Harness struct {
 	// New returns an empty store. Each subtest gets its own.
-	New func(t *testing.T) cache.Store
+	New func(t *testing.T) cache.LockingStore
 	// Advance moves the store's clock forward by d: a fake clock for the
 	// memory store, FastForward for miniredis, a sleep for a real server.
 	Advance func(t *testing.T, d time.Duration)

@@ -4,8 +4,8 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -14,170 +14,129 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/consent"
 	"github.com/authsidecar/authsidecar/internal/metrics"
+	"github.com/authsidecar/authsidecar/internal/route"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // App is a configured sidecar, not yet serving.
 type App struct {
-	cfg     *config.Config
-	log     *zap.Logger
-	store   cache.Store
-	redis   *cache.Redis // nil with the in-process store
-	metrics *metrics.Metrics
-	// storeDegraded is set while Redis does not answer.
+	cfg   *config.Config
+	log   *zap.Logger
+	clock clock.Clock
+	// store is the one token store: in-process, or Redis with every value
+	// sealed. storeKind names it for /readyz.
+	store     cache.LockingStore
+	storeKind string
+	metrics   *metrics.Metrics
+	// storeDegraded is set while the store does not answer.
 	storeDegraded atomic.Bool
+	routes        *route.Table
 	handler       *proxy.Handler
-	keepers       map[string]*auth.Keeper
-	grants        map[string]auth.Grant
-	consent       map[string]proxy.ConsentRoute
-}
-
-// consentRoute checks that a route with a redirect URL can run the consent
-// flow, and describes it.
-func consentRoute(rc config.Route, s auth.Settings, grant auth.Grant, keeper *auth.Keeper) (proxy.ConsentRoute, error) {
-	exchanger, ok := grant.(auth.Exchanger)
-	switch {
-	case !ok:
-		return proxy.ConsentRoute{}, fmt.Errorf("%sREDIRECT_URL: the consent flow needs an OAuth2 grant; route %s's grant cannot exchange a code (unset REDIRECT_URL or set GRANT=authorization_code)", rc.Prefix, rc.Name)
-	case s.AuthorizeURL == "":
-		return proxy.ConsentRoute{}, fmt.Errorf("%sAUTHORIZE_URL: is required with REDIRECT_URL", rc.Prefix)
-	case s.ClientID == "":
-		return proxy.ConsentRoute{}, fmt.Errorf("%sCLIENT_ID: is required with REDIRECT_URL", rc.Prefix)
-	}
-	return proxy.ConsentRoute{
-		Name: rc.Name, AuthorizeURL: s.AuthorizeURL, ClientID: s.ClientID, RedirectURL: s.RedirectURL,
-		Scope: s.Scope, Exchanger: exchanger, Keeper: keeper,
-	}, nil
 }
 
 // Option changes how New builds the sidecar.
-type Option func(*options)
-
-type options struct {
-	now func() time.Time
-}
+type Option func(*App)
 
 // WithClock makes token expiry follow now instead of the wall clock, for
 // tests and emulated vendors.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+func WithClock(now clock.Clock) Option { return func(a *App) { a.clock = now } }
 
 // New builds the sidecar. Every route's settings are checked here, so a
 // route with a missing credential stops start-up with the variable's name.
-func New(cfg *config.Config, log *zap.Logger, opts ...Option) (*App, error) {
-	o := options{now: time.Now}
+// What New opens, Close closes; when New fails it has closed it already.
+func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log, metrics: metrics.New()}
 	for _, opt := range opts {
-		opt(&o)
+		opt(a)
 	}
-	store, redisStore, err := openStore(cfg)
-	if err != nil {
+	if a.store, a.storeKind, err = openStore(cfg); err != nil {
 		return nil, err
 	}
-	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(cfg.TokenTimeout)}
-	a := &App{cfg: cfg, log: log, store: store, redis: redisStore, metrics: metrics.New(),
-		keepers: map[string]*auth.Keeper{}, grants: map[string]auth.Grant{}, consent: map[string]proxy.ConsentRoute{}}
-
-	var routes []proxy.Route
-	var consentRoutes []proxy.ConsentRoute
-	for _, rc := range cfg.Routes {
-		preset, _ := auth.LookupPreset(rc.Preset)
-		settings := preset.Apply(rc.Settings())
-		if settings.RedirectURL != "" {
-			settings.ConsentPath = "/oauth/" + rc.Name + "/start"
-		}
-		built, err := preset.Build(settings, tokenClient, o.now)
+	defer func() {
 		if err != nil {
-			var se *auth.SettingError
-			if errors.As(err, &se) {
-				return nil, fmt.Errorf("%s%s: %w", rc.Prefix, se.Setting, se.Err)
-			}
-			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+			a.Close()
 		}
-		keeper := auth.NewKeeper(auth.KeeperConfig{
-			Route:    rc.Name,
-			Grant:    built.Grant,
-			Store:    store,
-			StoreKey: settings.StoreKey(rc.Name),
-			Timeout:  cfg.TokenTimeout,
-			Margin:   cfg.RefreshMargin,
-			Logger:   log.Named("auth"),
-			Now:      o.now,
-			Observer: a.metrics,
-		})
-		a.keepers[rc.Name] = keeper
-		a.grants[rc.Name] = built.Grant
-		if settings.RedirectURL != "" {
-			cr, err := consentRoute(rc, settings, built.Grant, keeper)
-			if err != nil {
-				return nil, err
-			}
-			consentRoutes = append(consentRoutes, cr)
-			a.consent[rc.Name] = cr
-		}
-		routes = append(routes, proxy.Route{
-			Name:     rc.Name,
-			Upstream: built.Upstream,
-			Tokens:   keeper,
-			Inject:   proxy.Injection{QueryParam: built.QueryParam},
-			Refused:  built.Refused,
-		})
-		log.Info("route configured",
-			zap.String("route", rc.Name),
-			zap.String("preset", rc.Preset),
-			zap.String("grant", string(built.GrantType)),
-			zap.String("upstream", built.Upstream.Redacted()))
-	}
-
-	h, err := proxy.New(proxy.Options{
-		Routes:           routes,
+	}()
+	engine, err := proxy.NewEngine(proxy.EngineOptions{
 		MaxReplayBytes:   cfg.MaxReplayBytes,
 		Transport:        proxy.NewUpstreamTransport(cfg.UpstreamTimeout),
 		ForwardedHeaders: cfg.ForwardedHeaders,
-		OAuth:            proxy.NewConsent(consentRoutes, store, cfg.AdminToken, log.Named("consent")),
-		Detail:           a.readyDetail,
-		ClientKeys:       cfg.ClientKeys,
-		Observer:         a.metrics,
-		Metrics:          a.metricsOnMainListener(),
 		Logger:           log.Named("proxy"),
+		Clock:            a.clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building proxy: %w", err)
 	}
-	a.handler = h
+	a.routes, err = route.Build(cfg.Routes, route.Deps{
+		Store: a.store, Engine: engine,
+		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin,
+		Clock: a.clock, Logger: log.Named("auth"), Observer: a.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range a.routes.All() {
+		log.Info("route configured",
+			zap.String("route", r.Name),
+			zap.String("preset", r.Preset),
+			zap.String("grant", string(r.GrantType)),
+			zap.String("upstream", r.Upstream.Redacted()))
+	}
+	a.handler, err = proxy.New(proxy.Options{
+		Routes:     a.routes,
+		OAuth:      consent.NewFlow(a.routes.Consent, a.store, cfg.AdminToken, log.Named("consent")),
+		Detail:     a.readyDetail,
+		ClientKeys: cfg.ClientKeys,
+		Observer:   a.metrics,
+		Metrics:    a.metricsOnMainListener(),
+		Logger:     log.Named("proxy"),
+		Clock:      a.clock,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building proxy: %w", err)
+	}
 	return a, nil
+}
+
+// Close releases what New opened: the connection to Redis.
+func (a *App) Close() error {
+	if c, ok := a.store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // openStore is the token store the configuration asks for: in-process, or
 // Redis with every value sealed.
-func openStore(cfg *config.Config) (cache.Store, *cache.Redis, error) {
+func openStore(cfg *config.Config) (cache.LockingStore, string, error) {
 	if cfg.RedisURL == "" {
-		return cache.NewMemory(), nil, nil
-	}
-	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
-	if err != nil {
-		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+		return cache.NewMemory(), "memory", nil
 	}
 	current, previous, err := cfg.Keys()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	sealer, err := cache.NewSealer(current, previous...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
+		return nil, "", fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
 	}
-	r := cache.NewRedis(client, cfg.RedisKeyPrefix)
-	return cache.NewSealed(r, sealer), r, nil
+	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
+	if err != nil {
+		return nil, "", fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return cache.NewSealed(cache.NewRedis(client, cfg.RedisKeyPrefix), sealer), "redis", nil
 }
 
 // readyDetail is what /readyz says beyond ready: the store's state, and
 // with ?verbose each route's token state (never a token).
 func (a *App) readyDetail(verbose bool) map[string]any {
-	d := map[string]any{"store": "memory"}
-	if a.redis != nil {
-		d["store"] = "redis"
+	d := map[string]any{"store": a.storeKind}
+	if _, remote := a.store.(cache.Pinger); remote && a.storeKind != "memory" {
 		d["store_state"] = "ok"
 		if a.storeDegraded.Load() {
 			d["store_state"] = "degraded: serving tokens from memory"
@@ -185,11 +144,11 @@ func (a *App) readyDetail(verbose bool) map[string]any {
 	}
 	if verbose {
 		routes := map[string]any{}
-		for name, k := range a.keepers {
-			st := k.Status()
+		for _, rt := range a.routes.All() {
+			st := rt.Keeper.Status()
 			r := map[string]any{"token": st.HasToken}
 			if !st.Expiry.IsZero() {
-				r["expires_in_seconds"] = int(time.Until(st.Expiry).Seconds())
+				r["expires_in_seconds"] = int(a.clock.Until(st.Expiry).Seconds())
 			}
 			if st.LastError != "" {
 				r["last_error"] = st.LastError
@@ -197,7 +156,7 @@ func (a *App) readyDetail(verbose bool) map[string]any {
 			if st.StoreError != "" {
 				r["store_error"] = st.StoreError
 			}
-			routes[name] = r
+			routes[rt.Name] = r
 		}
 		d["routes"] = routes
 	}
@@ -208,14 +167,15 @@ func (a *App) readyDetail(verbose bool) map[string]any {
 // Redis does not answer and, when it answers again, writes every route's
 // token back so siblings see it without waiting for the next refresh.
 func (a *App) watchStore(ctx context.Context, every time.Duration) {
-	if a.redis == nil {
+	pinger, ok := a.store.(cache.Pinger)
+	if !ok || a.storeKind == "memory" {
 		return
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, every)
-		err := a.redis.Ping(pingCtx)
+		err := pinger.Ping(pingCtx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -226,9 +186,9 @@ func (a *App) watchStore(ctx context.Context, every time.Duration) {
 		case err == nil && a.storeDegraded.Swap(false):
 			a.metrics.StoreDegraded(false)
 			a.log.Info("token store back: writing tokens through again")
-			for name, k := range a.keepers {
-				if err := k.Resync(ctx); err != nil {
-					a.log.Warn("writing token back to the store failed", zap.String("route", name), zap.Error(err))
+			for _, rt := range a.routes.All() {
+				if err := rt.Keeper.Resync(ctx); err != nil {
+					a.log.Warn("writing token back to the store failed", zap.String("route", rt.Name), zap.Error(err))
 				}
 			}
 		}
@@ -251,12 +211,6 @@ func (a *App) metricsOnMainListener() http.Handler {
 
 // Handler is the sidecar's HTTP handler.
 func (a *App) Handler() *proxy.Handler { return a.handler }
-
-// Keeper returns a route's token keeper.
-func (a *App) Keeper(route string) (*auth.Keeper, bool) {
-	k, ok := a.keepers[route]
-	return k, ok
-}
 
 // Serve serves on ln until ctx ends, then drains: /readyz turns false, the
 // listener closes, and calls in flight get up to SHUTDOWN_TIMEOUT to finish.
@@ -290,7 +244,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go a.watchStore(watchCtx, 5*time.Second)
-	a.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.keepers)))
+	a.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.routes.Names())))
 
 	select {
 	case err := <-served:

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
-	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // Config is the whole configuration.
@@ -150,29 +148,13 @@ func RoutePrefix(name string) string {
 	return strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_"
 }
 
+// parseRouteNames splits ROUTES. Which names are allowed is the route
+// table's rule (internal/route), checked when the routes are built.
 func parseRouteNames(list string) ([]string, error) {
 	var names []string
 	for _, n := range strings.Split(list, ",") {
-		n = strings.TrimSpace(n)
-		if n == "" {
-			continue
-		}
-		switch {
-		case !proxy.ValidRouteName(n):
-			return nil, fmt.Errorf("ROUTES: route name %q must be lower-case letters, digits and dashes ([a-z0-9-]+)", n)
-		case slices.Contains(proxy.ReservedNames, n):
-			return nil, fmt.Errorf("ROUTES: %q is reserved for the sidecar's own endpoints (%s)", n, strings.Join(proxy.ReservedNames, ", "))
-		case slices.Contains(names, n):
-			return nil, fmt.Errorf("ROUTES: route %q is listed twice", n)
-		}
-		names = append(names, n)
-	}
-	// Two names that differ only by - and _ would share variables.
-	for i, a := range names {
-		for _, b := range names[i+1:] {
-			if RoutePrefix(a) == RoutePrefix(b) {
-				return nil, fmt.Errorf("ROUTES: routes %q and %q would both read %s* variables", a, b, RoutePrefix(a))
-			}
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
 		}
 	}
 	if len(names) == 0 {

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,6 +72,7 @@ type Server struct {
 	mu            sync.Mutex
 	mode          Mode
 	release       chan struct{}
+	held          atomic.Int32 // requests Slow mode has held
 	access        map[string]accessToken
 	refresh       map[string]refreshToken
 	revokedFamily map[string]bool
@@ -126,6 +128,9 @@ func New(t interface{ Cleanup(func()) }, cfg Config) *Server {
 
 // TokenURL is the token endpoint's address.
 func (s *Server) TokenURL() string { return s.URL + "/token" }
+
+// HeldCalls is how many token requests Slow mode has held so far.
+func (s *Server) HeldCalls() int { return int(s.held.Load()) }
 
 // SetMode changes the token endpoint's behaviour. Leaving Slow releases the
 // requests it holds.
@@ -212,6 +217,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "<html><title>Login</title><body>Please sign in</body></html>")
 		return
 	case Slow:
+		s.held.Add(1)
 		select {
 		case <-release:
 		case <-r.Context().Done():

@@ -1,4 +1,8 @@
-package proxy
+// Package consent is the authorization-code flow: a person approves access
+// at the vendor, once, and the route keeps the tokens. It serves
+// /oauth/{route}/start and /oauth/{route}/callback on a running sidecar, and
+// runs the same flow from a terminal for the operator's login command.
+package consent
 
 import (
 	"context"
@@ -19,29 +23,47 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/vendortext"
+	"github.com/authsidecar/authsidecar/proxy"
 )
 
-// ConsentRoute is what the consent flow needs of one route.
-type ConsentRoute struct {
+// Route is what the consent flow needs of one route.
+type Route struct {
 	Name         string
 	AuthorizeURL string
 	ClientID     string
 	RedirectURL  string
 	Scope        string
 	Exchanger    auth.Exchanger
-	Keeper       ConsentKeeper
+	Keeper       Keeper
 }
 
-// ConsentKeeper is the route's keeper as the consent flow uses it.
-type ConsentKeeper interface {
+// Keeper is the route's token keeper as the consent flow uses it.
+type Keeper interface {
 	Token(ctx context.Context) (auth.Token, error)
 	Store(ctx context.Context, tok auth.Token) error
 }
 
-// Consent serves /oauth/{route}/start and /oauth/{route}/callback: the
+// NewRoute checks that a route with a redirect URL can run the consent flow
+// and describes it. Errors name the route's variable (prefix + setting).
+func NewRoute(name, prefix string, s auth.Settings, grant auth.Grant, keeper Keeper) (*Route, error) {
+	exchanger, ok := grant.(auth.Exchanger)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%sREDIRECT_URL: the consent flow needs an OAuth2 grant; route %s's grant cannot exchange a code (unset REDIRECT_URL or set GRANT=authorization_code)", prefix, name)
+	case s.AuthorizeURL == "":
+		return nil, fmt.Errorf("%sAUTHORIZE_URL: is required with REDIRECT_URL", prefix)
+	case s.ClientID == "":
+		return nil, fmt.Errorf("%sCLIENT_ID: is required with REDIRECT_URL", prefix)
+	}
+	return &Route{Name: name, AuthorizeURL: s.AuthorizeURL, ClientID: s.ClientID, RedirectURL: s.RedirectURL,
+		Scope: s.Scope, Exchanger: exchanger, Keeper: keeper}, nil
+}
+
+// Flow serves /oauth/{route}/start and /oauth/{route}/callback: the
 // one-time authorization code flow for routes whose vendor needs a person.
-type Consent struct {
-	routes map[string]ConsentRoute
+type Flow struct {
+	lookup func(name string) (*Route, bool)
 	// states keeps pending states, so consent started through one replica
 	// can finish through another.
 	states     cache.Store
@@ -49,33 +71,30 @@ type Consent struct {
 	log        *zap.Logger
 }
 
-// StateTTL is how long a consent started has to finish.
-const StateTTL = 10 * time.Minute
+// stateTTL is how long a consent started has to finish.
+const stateTTL = 10 * time.Minute
 
-// NewConsent returns the consent flow for routes. With adminToken set,
-// starting consent needs it; without, consent is refused for a route whose
-// connection works, so nobody can swap the sidecar onto their own account.
-func NewConsent(routes []ConsentRoute, states cache.Store, adminToken string, log *zap.Logger) *Consent {
-	c := &Consent{routes: map[string]ConsentRoute{}, states: states, adminToken: adminToken, log: log}
-	if c.log == nil {
-		c.log = zap.NewNop()
+// NewFlow returns the consent flow for the routes lookup finds. With
+// adminToken set, starting consent needs it; without, consent is refused
+// for a route whose connection works, so nobody can swap the sidecar onto
+// their own account.
+func NewFlow(lookup func(name string) (*Route, bool), states cache.Store, adminToken string, log *zap.Logger) *Flow {
+	if log == nil {
+		log = zap.NewNop()
 	}
-	for _, r := range routes {
-		c.routes[r.Name] = r
-	}
-	return c
+	return &Flow{lookup: lookup, states: states, adminToken: adminToken, log: log}
 }
 
-func (c *Consent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/oauth/")
 	name, action, _ := strings.Cut(rest, "/")
-	route, ok := c.routes[name]
+	route, ok := c.lookup(name)
 	if !ok {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "unknown_route", Message: fmt.Sprintf("no consent flow for route %q (it needs a REDIRECT_URL)", name)})
+		proxy.WriteError(w, http.StatusNotFound, "unknown_route", "", fmt.Sprintf("no consent flow for route %q (it needs a REDIRECT_URL)", name))
 		return
 	}
 	if r.Method != http.MethodGet {
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Route: name, Message: "use GET"})
+		proxy.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", name, "use GET")
 		return
 	}
 	switch action {
@@ -84,7 +103,7 @@ func (c *Consent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "callback":
 		c.callback(w, r, route)
 	default:
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Route: name, Message: "the consent flow has /start and /callback"})
+		proxy.WriteError(w, http.StatusNotFound, "not_found", name, "the consent flow has /start and /callback")
 	}
 }
 
@@ -95,7 +114,7 @@ func stateKey(route, state string) string {
 	return "consent-state:" + route + ":" + hex.EncodeToString(sum[:])
 }
 
-func (c *Consent) start(w http.ResponseWriter, r *http.Request, route ConsentRoute) {
+func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 	if c.adminToken != "" {
 		if !c.adminPresented(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authsidecar consent", charset="UTF-8"`)
@@ -112,9 +131,9 @@ func (c *Consent) start(w http.ResponseWriter, r *http.Request, route ConsentRou
 		return
 	}
 
-	state, err := NewState()
+	state, err := newState()
 	if err == nil {
-		err = c.states.Set(r.Context(), stateKey(route.Name, state), []byte("pending"), StateTTL)
+		err = c.states.Set(r.Context(), stateKey(route.Name, state), []byte("pending"), stateTTL)
 	}
 	if err != nil {
 		c.log.Error("starting consent failed", zap.String("route", route.Name), zap.Error(err))
@@ -123,13 +142,13 @@ func (c *Consent) start(w http.ResponseWriter, r *http.Request, route ConsentRou
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: stateCookie(route.Name), Value: state, Path: "/oauth/" + route.Name + "/",
-		MaxAge: int(StateTTL.Seconds()), HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		MaxAge: int(stateTTL.Seconds()), HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: strings.HasPrefix(route.RedirectURL, "https://"),
 	})
-	http.Redirect(w, r, AuthorizeURL(route, state), http.StatusFound)
+	http.Redirect(w, r, authorizeURL(route, state), http.StatusFound)
 }
 
-func (c *Consent) adminPresented(r *http.Request) bool {
+func (c *Flow) adminPresented(r *http.Request) bool {
 	presented := r.URL.Query().Get("admin_token")
 	if _, pass, ok := r.BasicAuth(); ok {
 		presented = pass
@@ -137,9 +156,9 @@ func (c *Consent) adminPresented(r *http.Request) bool {
 	return presented != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(c.adminToken)) == 1
 }
 
-// AuthorizeURL is where a person is sent to consent: the vendor's authorize
+// authorizeURL is where a person is sent to consent: the vendor's authorize
 // endpoint with client_id, redirect_uri, response_type=code and state.
-func AuthorizeURL(route ConsentRoute, state string) string {
+func authorizeURL(route *Route, state string) string {
 	u, err := url.Parse(route.AuthorizeURL)
 	if err != nil {
 		return route.AuthorizeURL
@@ -156,9 +175,9 @@ func AuthorizeURL(route ConsentRoute, state string) string {
 	return u.String()
 }
 
-// NewState makes a consent state: 32 random bytes, unguessable and
-// single-use. The consent endpoints and `authsidecar login` both use it.
-func NewState() (string, error) {
+// newState makes a consent state: 32 random bytes, unguessable and
+// single-use. The consent endpoints and the operator's login both use it.
+func newState() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("making state: %w", err)
@@ -166,44 +185,44 @@ func NewState() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// ConsentFailure is why a callback did not connect the route.
-type ConsentFailure struct {
+// failure is why a callback did not connect the route.
+type failure struct {
 	Status int
 	Title  string
 	Detail string
 }
 
-func (f *ConsentFailure) Error() string { return f.Title + ": " + f.Detail }
+func (f *failure) Error() string { return f.Title + ": " + f.Detail }
 
-// FinishConsent checks a callback's vendor error and code, exchanges the code
-// and stores the tokens. The caller has already checked the state.
-func FinishConsent(ctx context.Context, route ConsentRoute, q url.Values) error {
+// finish checks a callback's vendor error and code, exchanges the code and
+// stores the tokens. The caller has already checked the state.
+func finish(ctx context.Context, route *Route, q url.Values) error {
 	if vendorErr := q.Get("error"); vendorErr != "" {
 		detail := vendorErr
 		if d := q.Get("error_description"); d != "" {
-			detail += ": " + shortText(d)
+			detail += ": " + vendortext.Shorten(d, 200)
 		}
 		status := http.StatusBadRequest
 		if vendorErr == "access_denied" {
 			status = http.StatusForbidden
 		}
-		return &ConsentFailure{Status: status, Title: "Not connected", Detail: "The vendor answered " + detail + "."}
+		return &failure{Status: status, Title: "Not connected", Detail: "The vendor answered " + detail + "."}
 	}
 	code := q.Get("code")
 	if code == "" {
-		return &ConsentFailure{Status: http.StatusBadRequest, Title: "Not connected", Detail: "The callback has no code."}
+		return &failure{Status: http.StatusBadRequest, Title: "Not connected", Detail: "The callback has no code."}
 	}
 	tok, err := route.Exchanger.Exchange(ctx, code, route.RedirectURL)
 	if err != nil {
-		return &ConsentFailure{Status: http.StatusBadGateway, Title: "Not connected", Detail: "Exchanging the code failed: " + err.Error()}
+		return &failure{Status: http.StatusBadGateway, Title: "Not connected", Detail: "Exchanging the code failed: " + err.Error()}
 	}
 	if err := route.Keeper.Store(ctx, tok); err != nil {
-		return &ConsentFailure{Status: http.StatusServiceUnavailable, Title: "Not connected", Detail: "Storing the tokens failed: " + err.Error()}
+		return &failure{Status: http.StatusServiceUnavailable, Title: "Not connected", Detail: "Storing the tokens failed: " + err.Error()}
 	}
 	return nil
 }
 
-func (c *Consent) callback(w http.ResponseWriter, r *http.Request, route ConsentRoute) {
+func (c *Flow) callback(w http.ResponseWriter, r *http.Request, route *Route) {
 	q := r.URL.Query()
 	// The state must be the one this browser was given, and unused: a
 	// forged state fails the first test, a replayed one the second.
@@ -224,10 +243,10 @@ func (c *Consent) callback(w http.ResponseWriter, r *http.Request, route Consent
 		page(w, http.StatusBadRequest, "Link used or expired", "This consent was already completed or has expired. Start again at /oauth/"+route.Name+"/start.")
 		return
 	}
-	if err := FinishConsent(r.Context(), route, q); err != nil {
-		var f *ConsentFailure
+	if err := finish(r.Context(), route, q); err != nil {
+		var f *failure
 		if !errors.As(err, &f) {
-			f = &ConsentFailure{Status: http.StatusInternalServerError, Title: "Not connected", Detail: err.Error()}
+			f = &failure{Status: http.StatusInternalServerError, Title: "Not connected", Detail: err.Error()}
 		}
 		c.log.Warn("consent failed", zap.String("route", route.Name), zap.String("reason", f.Detail))
 		page(w, f.Status, f.Title, f.Detail)
@@ -235,13 +254,6 @@ func (c *Consent) callback(w http.ResponseWriter, r *http.Request, route Consent
 	}
 	c.log.Info("consent given; route connected", zap.String("route", route.Name))
 	page(w, http.StatusOK, "Connected", "Route "+route.Name+" is connected. You can close this window.")
-}
-
-func shortText(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "…"
-	}
-	return s
 }
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>

@@ -1,0 +1,113 @@
+package auth
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// ClientAuth proves who the client is in a token request (RFC 6749 section
+// 2.3): it adds its credentials to the request's header or members. Each
+// CLIENT_AUTH method is one implementation, registered from its own file, so
+// a new method is a new file and nothing else.
+type ClientAuth interface {
+	// Authenticate adds the client's credentials to a request to tokenURL.
+	// It may be called concurrently, once per request: a method that signs
+	// something signs afresh each time.
+	Authenticate(ctx context.Context, tokenURL string, header http.Header, params url.Values) error
+}
+
+// clientAuthMethod builds a CLIENT_AUTH method from a route's settings; its
+// errors are SettingErrors naming what is missing.
+type clientAuthMethod func(s Settings) (ClientAuth, error)
+
+var clientAuthMethods = map[string]clientAuthMethod{}
+
+// registerClientAuth is called from each method's file.
+func registerClientAuth(name string, build clientAuthMethod) {
+	if _, dup := clientAuthMethods[name]; dup {
+		panic("auth: client authentication " + name + " registered twice")
+	}
+	clientAuthMethods[name] = build
+}
+
+// defaultClientAuth is RFC 6749's preferred method.
+const defaultClientAuth = "basic"
+
+// newClientAuth builds the method CLIENT_AUTH names (basic when empty).
+func newClientAuth(s Settings) (ClientAuth, error) {
+	name := s.ClientAuth
+	if name == "" {
+		name = defaultClientAuth
+	}
+	build, ok := clientAuthMethods[name]
+	if !ok {
+		names := make([]string, 0, len(clientAuthMethods))
+		for n := range clientAuthMethods {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, settingErr("CLIENT_AUTH", "unknown client authentication %q (want %s)", name, joinOr(names))
+	}
+	if s.ClientID == "" || (name == "basic" && s.ClientSecret == "") {
+		// A public client: there is nothing to put in a Basic header.
+		return PublicClient{ID: s.ClientID}, nil
+	}
+	return build(s)
+}
+
+func joinOr(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+func init() {
+	registerClientAuth("basic", func(s Settings) (ClientAuth, error) {
+		return ClientSecretBasic{ID: s.ClientID, Secret: s.ClientSecret}, nil
+	})
+	registerClientAuth("body", func(s Settings) (ClientAuth, error) {
+		return ClientSecretPost{ID: s.ClientID, Secret: s.ClientSecret}, nil
+	})
+	registerClientAuth("none", func(s Settings) (ClientAuth, error) {
+		return PublicClient{ID: s.ClientID}, nil
+	})
+}
+
+// ClientSecretBasic sends client_id and client_secret as HTTP Basic
+// credentials (CLIENT_AUTH=basic).
+type ClientSecretBasic struct{ ID, Secret string }
+
+// Authenticate implements ClientAuth.
+func (c ClientSecretBasic) Authenticate(_ context.Context, _ string, h http.Header, _ url.Values) error {
+	// RFC 6749 2.3.1: both parts are form-encoded before Basic encoding,
+	// so a secret with ':' or '%' survives.
+	r := http.Request{Header: h}
+	r.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(c.Secret))
+	return nil
+}
+
+// ClientSecretPost sends client_id and client_secret as members of the
+// request body (CLIENT_AUTH=body).
+type ClientSecretPost struct{ ID, Secret string }
+
+// Authenticate implements ClientAuth.
+func (c ClientSecretPost) Authenticate(_ context.Context, _ string, _ http.Header, p url.Values) error {
+	p.Set("client_id", c.ID)
+	p.Set("client_secret", c.Secret)
+	return nil
+}
+
+// PublicClient sends only its client_id, if it has one (CLIENT_AUTH=none).
+type PublicClient struct{ ID string }
+
+// Authenticate implements ClientAuth.
+func (c PublicClient) Authenticate(_ context.Context, _ string, _ http.Header, p url.Values) error {
+	if c.ID != "" {
+		p.Set("client_id", c.ID)
+	}
+	return nil
+}

@@ -1,0 +1,296 @@
+package auth
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/clock"
+)
+
+// FleetConfig configures a Fleet.
+type FleetConfig struct {
+	Route string
+	Grant Grant
+	// Store keeps the token where every replica and the consent flow see
+	// it; Locker holds the refresh lock. One value is usually both. Nil
+	// means a store of this process alone.
+	Store  cache.Store
+	Locker cache.Locker
+	// Key is the token's key in Store; LegacyKey, when set, is where an
+	// earlier version kept it, read once when Key holds nothing.
+	Key, LegacyKey string
+	// Margin is how long before expiry a stored token counts as due; it
+	// must be the Keeper's. Zero means 60 seconds.
+	Margin time.Duration
+	// LockTTL bounds how long a crashed replica can hold the refresh lock;
+	// it must outlive one refresh. Zero means 15 seconds.
+	LockTTL  time.Duration
+	Clock    clock.Clock
+	Logger   *zap.Logger
+	Observer Observer
+}
+
+// Fleet gets tokens for a fleet of replicas sharing a store, wrapping a Grant
+// as x/oauth2's ReuseTokenSource wraps a TokenSource: a token another holder
+// stored is adopted; otherwise it takes the route's lock, re-reads the store
+// (the previous holder may just have finished), re-checks, asks the grant,
+// saves, and unlocks. A sibling holding the lock is waited for, so the fleet
+// refreshes each token once.
+type Fleet struct {
+	cfg FleetConfig
+	log *zap.Logger
+
+	mu       sync.Mutex
+	storeErr error // the last store failure; nil once the store answers
+}
+
+// NewFleet returns a Fleet for one route's token.
+func NewFleet(cfg FleetConfig) *Fleet {
+	if cfg.Store == nil {
+		m := cache.NewMemory()
+		cfg.Store, cfg.Locker = m, m
+	}
+	if cfg.Locker == nil {
+		if l, ok := cfg.Store.(cache.Locker); ok {
+			cfg.Locker = l
+		}
+	}
+	if cfg.Key == "" {
+		cfg.Key = "token:" + cfg.Route
+	}
+	if cfg.Margin <= 0 {
+		cfg.Margin = 60 * time.Second
+	}
+	if cfg.LockTTL <= 0 {
+		cfg.LockTTL = 15 * time.Second
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Fleet{cfg: cfg, log: log.With(zap.String("route", cfg.Route))}
+}
+
+// lockPollInterval is how often a replica waiting for a sibling's refresh
+// looks for its token: a refresh takes a round trip to the vendor, so a few
+// looks at most.
+const lockPollInterval = 25 * time.Millisecond
+
+// Obtain gets a token to replace prev (possibly empty or expired). rejected
+// is an access token the upstream refused: it is never adopted. adopted says
+// the token came from the store, not from the grant.
+func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok Token, adopted bool, err error) {
+	owner := lockOwner()
+	for {
+		stored, err := f.load(ctx)
+		switch {
+		case err == nil:
+			if f.adoptable(stored, rejected) {
+				return stored, true, nil
+			}
+			prev = newer(prev, stored)
+		case errors.Is(err, cache.ErrUnsealable):
+			// Sealed with a key no longer configured: as good as absent.
+			f.log.Warn("stored token does not open with the configured keys; getting a new one", zap.Error(err))
+		case !errors.Is(err, cache.ErrNotFound):
+			return f.obtainWithoutStore(ctx, prev, err)
+		}
+
+		err = f.cfg.Locker.TryLock(ctx, f.lockKey(), owner, f.cfg.LockTTL)
+		switch {
+		case err == nil:
+			return f.obtainHoldingLock(ctx, owner, prev, rejected)
+		case errors.Is(err, cache.ErrLocked):
+			f.cfg.Observer.LockWait(f.cfg.Route)
+			select {
+			case <-ctx.Done():
+				return Token{}, false, fmt.Errorf("waiting for another replica's refresh: %w", ctx.Err())
+			case <-time.After(lockPollInterval):
+			}
+		default:
+			return f.obtainWithoutStore(ctx, prev, err)
+		}
+	}
+}
+
+// newer is whichever of held and stored was obtained later: the store may
+// hold a refresh token a sibling rotated, and a rotated-away one is refused.
+func newer(held, stored Token) Token {
+	if stored.Obtained.After(held.Obtained) {
+		return stored
+	}
+	return held
+}
+
+func (f *Fleet) lockKey() string { return "lock:" + f.cfg.Key }
+
+func lockOwner() string {
+	b := make([]byte, 12)
+	crand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// adoptable reports whether a stored token can be served instead of
+// refreshing: valid, not the one the upstream refused, not due.
+func (f *Fleet) adoptable(t Token, rejected string) bool {
+	now := f.cfg.Clock.Now()
+	return t.Valid(now) && t.AccessToken != rejected && !refreshDue(t, now, f.cfg.Margin)
+}
+
+func (f *Fleet) obtainHoldingLock(ctx context.Context, owner string, prev Token, rejected string) (Token, bool, error) {
+	defer func() {
+		// Released even when ctx is done; the TTL covers a failure here.
+		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := f.cfg.Locker.Unlock(unlockCtx, f.lockKey(), owner); err != nil {
+			f.log.Warn("releasing the refresh lock failed; it expires by itself", zap.Error(err))
+		}
+	}()
+	if stored, err := f.load(ctx); err == nil {
+		if f.adoptable(stored, rejected) {
+			return stored, true, nil
+		}
+		prev = newer(prev, stored)
+	}
+	tok, adopted, err := f.fetch(ctx, prev, rejected)
+	if err != nil || adopted {
+		return tok, adopted, err
+	}
+	if err := f.save(ctx, tok); err != nil {
+		f.log.Warn("writing token store failed; serving the token from memory", zap.Error(err))
+	}
+	return tok, false, nil
+}
+
+// obtainWithoutStore refreshes while the store is down. A grant whose
+// refresh tokens rotate must not refresh without the fleet's lock: two
+// replicas presenting one refresh token would get the whole family revoked.
+func (f *Fleet) obtainWithoutStore(ctx context.Context, prev Token, storeErr error) (Token, bool, error) {
+	f.noteStore(storeErr)
+	if r, ok := f.cfg.Grant.(Rotating); ok && r.RotatesRefreshTokens() {
+		return Token{}, false, fmt.Errorf("token store unavailable (%v); this route's refresh tokens rotate, and refreshing without the fleet's lock could get them revoked", storeErr)
+	}
+	f.log.Warn("token store unavailable; refreshing without the fleet's lock", zap.Error(storeErr))
+	tok, _, err := f.fetch(ctx, prev, "")
+	if err != nil {
+		return Token{}, false, err
+	}
+	_ = f.save(ctx, tok)
+	return tok, false, nil
+}
+
+// fetch asks the grant. A refresh refused as invalid_grant may mean a
+// sibling rotated the refresh token meanwhile (its lock expired, or the
+// store was down): the store is read again before giving up.
+func (f *Fleet) fetch(ctx context.Context, prev Token, rejected string) (Token, bool, error) {
+	tok, err := f.cfg.Grant.Fetch(ctx, prev)
+	if err != nil && InvalidGrant(err) {
+		if stored, lerr := f.load(ctx); lerr == nil {
+			if f.adoptable(stored, rejected) {
+				return stored, true, nil
+			}
+			if stored.RefreshToken != "" && stored.RefreshToken != prev.RefreshToken {
+				tok, err = f.cfg.Grant.Fetch(ctx, stored)
+			}
+		}
+	}
+	if err != nil {
+		return Token{}, false, err
+	}
+	if tok.Obtained.IsZero() {
+		tok.Obtained = f.cfg.Clock.Now()
+	}
+	return tok, false, nil
+}
+
+// Rotating is a grant that can say whether its refresh tokens are
+// single-use, which forbids refreshing without the fleet's lock.
+type Rotating interface {
+	RotatesRefreshTokens() bool
+}
+
+// Save writes tok as the route's token, for every holder of the store.
+func (f *Fleet) Save(ctx context.Context, tok Token) error { return f.save(ctx, tok) }
+
+// Resync writes held back to the store after the store was down, so siblings
+// see it without waiting for the next refresh. A newer token written by a
+// sibling meanwhile is kept.
+func (f *Fleet) Resync(ctx context.Context, held Token) error {
+	if stored, err := f.load(ctx); err == nil && !stored.Obtained.Before(held.Obtained) {
+		f.noteStore(nil)
+		return nil
+	}
+	return f.save(ctx, held)
+}
+
+// Forget deletes the stored token, unless it changed since it was read.
+func (f *Fleet) Forget(ctx context.Context) error {
+	raw, err := f.cfg.Store.Get(ctx, f.cfg.Key)
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil
+	}
+	if err == nil {
+		_, err = f.cfg.Store.CompareAndDelete(ctx, f.cfg.Key, raw)
+	}
+	if err != nil {
+		return fmt.Errorf("forgetting stored token: %w", err)
+	}
+	return nil
+}
+
+// StoreError is the last store failure, nil while the store answers.
+func (f *Fleet) StoreError() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.storeErr
+}
+
+// noteStore records whether the store answered (err nil) or failed.
+func (f *Fleet) noteStore(err error) {
+	if err != nil {
+		f.cfg.Observer.StoreError(f.cfg.Route)
+	}
+	f.mu.Lock()
+	f.storeErr = err
+	f.mu.Unlock()
+}
+
+func (f *Fleet) load(ctx context.Context) (Token, error) {
+	raw, err := f.cfg.Store.Get(ctx, f.cfg.Key)
+	if errors.Is(err, cache.ErrNotFound) && f.cfg.LegacyKey != "" {
+		raw, err = f.cfg.Store.Get(ctx, f.cfg.LegacyKey)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("reading stored token: %w", err)
+	}
+	return decodeStoredToken(raw)
+}
+
+func (f *Fleet) save(ctx context.Context, tok Token) error {
+	raw, err := encodeStoredToken(tok)
+	if err != nil {
+		return err
+	}
+	ttl, keep := storedTTL(tok, f.cfg.Clock.Now())
+	if !keep {
+		return nil
+	}
+	if err := f.cfg.Store.Set(ctx, f.cfg.Key, raw, ttl); err != nil {
+		err = fmt.Errorf("writing stored token: %w", err)
+		f.noteStore(err)
+		return err
+	}
+	f.noteStore(nil)
+	return nil
+}

@@ -1,0 +1,106 @@
+// Package route is what a route is: its settings, its grant, the keeper of
+// its token, how the token is injected, its reverse proxy, and whether a
+// person can consent for it. One constructor builds all of it, and one Table
+// holds the routes that the handler, the operator commands, /readyz and the
+// metrics read.
+package route
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/consent"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// Route is one configured route, ready to serve.
+type Route struct {
+	Name string
+	// Prefix is its variables' prefix, such as "MY_API_", for messages.
+	Prefix    string
+	Preset    string
+	GrantType auth.GrantType
+	Grant     auth.Grant
+	Keeper    *auth.Keeper
+	Forwarder *proxy.Forwarder
+	// Consent is the route's consent flow; nil when it has none.
+	Consent  *consent.Route
+	Upstream *url.URL
+}
+
+// Deps is what every route is built with.
+type Deps struct {
+	Store         cache.LockingStore
+	Engine        *proxy.Engine
+	TokenTimeout  time.Duration
+	RefreshMargin time.Duration
+	Clock         clock.Clock
+	Logger        *zap.Logger
+	Observer      auth.Observer
+}
+
+// New builds the route rc describes. Every setting is checked here, so a
+// route with a missing credential stops start-up with the variable's name.
+func New(rc config.Route, d Deps) (*Route, error) {
+	preset, ok := auth.LookupPreset(rc.Preset)
+	if !ok {
+		return nil, fmt.Errorf("%sPRESET: unknown preset %q", rc.Prefix, rc.Preset)
+	}
+	settings := preset.Apply(rc.Settings())
+	if settings.RedirectURL != "" {
+		settings.ConsentPath = "/oauth/" + rc.Name + "/start"
+	}
+	// The route's own client: a client certificate, when a route has one,
+	// must not be presented to another route's token endpoint.
+	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(d.TokenTimeout)}
+	built, err := preset.Build(rc.Name, settings, tokenClient, d.Clock)
+	if err != nil {
+		var se *auth.SettingError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("%s%s: %w", rc.Prefix, se.Setting, se.Err)
+		}
+		return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+	}
+	fleet := auth.NewFleet(auth.FleetConfig{
+		Route: rc.Name, Grant: built.Grant,
+		Store: d.Store, Locker: d.Store,
+		Key: built.StoreKey, LegacyKey: built.LegacyStoreKey,
+		Margin: d.RefreshMargin,
+		// The lock outlives a token call, so it is not lost mid-refresh,
+		// yet bounds how long a crashed holder blocks the fleet.
+		LockTTL: d.TokenTimeout + 5*time.Second,
+		Clock:   d.Clock, Logger: d.Logger, Observer: d.Observer,
+	})
+	keeper := auth.NewKeeper(auth.KeeperConfig{
+		Route: rc.Name, Source: fleet,
+		Timeout: d.TokenTimeout, Margin: d.RefreshMargin,
+		Clock: d.Clock, Logger: d.Logger, Observer: d.Observer,
+	})
+	r := &Route{Name: rc.Name, Prefix: rc.Prefix, Preset: rc.Preset, GrantType: built.GrantType,
+		Grant: built.Grant, Keeper: keeper, Upstream: built.Upstream}
+	if settings.RedirectURL != "" {
+		if r.Consent, err = consent.NewRoute(rc.Name, rc.Prefix, settings, built.Grant, keeper); err != nil {
+			return nil, err
+		}
+	}
+	r.Forwarder, err = d.Engine.Forwarder(proxy.Route{
+		Name:     rc.Name,
+		Upstream: built.Upstream,
+		Tokens:   keeper,
+		Inject:   proxy.Injection{QueryParam: built.QueryParam},
+		Refused:  built.Refused,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}

@@ -1,0 +1,101 @@
+package route
+
+import (
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/consent"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// Table is the sidecar's routes. Readers take the current set without a
+// lock; a route rebuilt (a secret file changed, an account added) replaces
+// the set whole, so a call sees either the old route or the new one.
+type Table struct {
+	set atomic.Pointer[routeSet]
+}
+
+type routeSet struct {
+	byName map[string]*Route
+	names  []string // sorted
+}
+
+// Build checks the route names and builds every route rc lists, in order;
+// the first error stops it.
+func Build(rcs []config.Route, d Deps) (*Table, error) {
+	names := make([]string, len(rcs))
+	for i, rc := range rcs {
+		names[i] = rc.Name
+	}
+	if err := checkNames(names); err != nil {
+		return nil, err
+	}
+	routes := make([]*Route, 0, len(rcs))
+	for _, rc := range rcs {
+		r, err := New(rc, d)
+		if err != nil {
+			return nil, err
+		}
+		routes = append(routes, r)
+	}
+	return NewTable(routes...)
+}
+
+// NewTable holds routes, which must have distinct names.
+func NewTable(routes ...*Route) (*Table, error) {
+	s := &routeSet{byName: make(map[string]*Route, len(routes))}
+	for _, r := range routes {
+		if s.byName[r.Name] != nil {
+			return nil, fmt.Errorf("route %q is configured twice", r.Name)
+		}
+		s.byName[r.Name] = r
+		s.names = append(s.names, r.Name)
+	}
+	slices.Sort(s.names)
+	t := &Table{}
+	t.set.Store(s)
+	return t, nil
+}
+
+// Get returns the route called name.
+func (t *Table) Get(name string) (*Route, bool) {
+	r, ok := t.set.Load().byName[name]
+	return r, ok
+}
+
+// Names lists the routes, sorted.
+func (t *Table) Names() []string { return t.set.Load().names }
+
+// All returns the routes, sorted by name.
+func (t *Table) All() []*Route {
+	s := t.set.Load()
+	out := make([]*Route, len(s.names))
+	for i, n := range s.names {
+		out[i] = s.byName[n]
+	}
+	return out
+}
+
+// Forwarder implements proxy.Routes.
+func (t *Table) Forwarder(name string) (*proxy.Forwarder, bool) {
+	if r, ok := t.Get(name); ok {
+		return r.Forwarder, true
+	}
+	return nil, false
+}
+
+// Consent returns the consent flow of the route called name, for the
+// consent endpoints.
+func (t *Table) Consent(name string) (*consent.Route, bool) {
+	if r, ok := t.Get(name); ok && r.Consent != nil {
+		return r.Consent, true
+	}
+	return nil, false
+}
+
+// Unknown is the error for a route name the table does not hold.
+func (t *Table) Unknown(name string) error {
+	return fmt.Errorf("no route %q (configured: %v)", name, t.Names())
+}

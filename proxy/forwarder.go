@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
+)
+
+// Route is one upstream behind the sidecar, as the proxy sees it.
+type Route struct {
+	// Name is the first path segment that selects the route.
+	Name string
+	// Upstream is where calls go; its path is a base the rest is joined to.
+	Upstream *url.URL
+	Tokens   TokenSource
+	Inject   Injection
+	// Refused, when set, recognizes answers that refuse the token without
+	// a 401; they are handled as a 401.
+	Refused func(status int, head []byte) bool
+}
+
+// Forwarder sends one route's calls upstream: an httputil.ReverseProxy whose
+// transport adds the route's token and replays once after a 401.
+type Forwarder struct {
+	upstream *url.URL
+	proxy    *httputil.ReverseProxy
+}
+
+// EngineOptions configures an Engine.
+type EngineOptions struct {
+	// MaxReplayBytes is the largest request body kept for a replay after 401.
+	MaxReplayBytes int64
+	// Transport sends requests upstream; nil means NewUpstreamTransport's.
+	Transport http.RoundTripper
+	// ForwardedHeaders adds X-Forwarded-For/Host/Proto. Off by default: they
+	// would tell vendors about internal addresses.
+	ForwardedHeaders bool
+	Logger           *zap.Logger
+	Clock            clock.Clock
+}
+
+// Engine is what every route's Forwarder shares: the upstream transport,
+// the replay buffers, and how a failed call is answered.
+type Engine struct {
+	transport http.RoundTripper
+	pool      *bufferPool
+	forwarded bool
+	log       *zap.Logger
+	clock     clock.Clock
+}
+
+// NewEngine checks opts and returns the engine routes are built on.
+func NewEngine(opts EngineOptions) (*Engine, error) {
+	if opts.MaxReplayBytes < 0 {
+		return nil, errors.New("max replay bytes must not be negative")
+	}
+	e := &Engine{transport: opts.Transport, pool: newBufferPool(opts.MaxReplayBytes),
+		forwarded: opts.ForwardedHeaders, log: opts.Logger, clock: opts.Clock}
+	if e.transport == nil {
+		e.transport = NewUpstreamTransport(30 * time.Second)
+	}
+	if e.log == nil {
+		e.log = zap.NewNop()
+	}
+	return e, nil
+}
+
+// Forwarder builds the reverse proxy of route r.
+func (e *Engine) Forwarder(r Route) (*Forwarder, error) {
+	switch {
+	case r.Upstream == nil || r.Upstream.Host == "" || (r.Upstream.Scheme != "http" && r.Upstream.Scheme != "https"):
+		return nil, fmt.Errorf("route %q: upstream must be an absolute http or https URL", r.Name)
+	case r.Tokens == nil:
+		return nil, fmt.Errorf("route %q has no token source", r.Name)
+	}
+	return &Forwarder{upstream: r.Upstream, proxy: &httputil.ReverseProxy{
+		// Rewrite, not Director: hop-by-hop and X-Forwarded-* headers are
+		// already gone when it runs, whatever the caller's Connection says.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			call := callFrom(pr.In.Context())
+			pr.Out.URL = call.target
+			pr.Out.Host = ""
+			// The caller's own credentials never reach the vendor.
+			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Del(ClientKeyHeader)
+			if e.forwarded {
+				pr.SetXForwarded()
+			}
+		},
+		Transport: &tokenTransport{
+			route:   r.Name,
+			tokens:  r.Tokens,
+			inject:  r.Inject,
+			base:    e.transport,
+			pool:    e.pool,
+			refused: r.Refused,
+		},
+		// Streamed answers (SSE, chunked, downloads) reach the caller as
+		// they arrive.
+		FlushInterval: -1,
+		// Without a pool, every call allocates a 32 KiB copy buffer.
+		BufferPool:   copyBuffers,
+		ErrorHandler: e.proxyError,
+		ErrorLog:     zap.NewStdLog(e.log.Named("reverseproxy")),
+	}}, nil
+}
+
+// copyBuffers recycles the buffers answers are copied through.
+var copyBuffers = &bufferPoolAdapter{pool: sync.Pool{New: func() any {
+	b := make([]byte, 32<<10)
+	return &b
+}}}
+
+// bufferPoolAdapter is a sync.Pool as an httputil.BufferPool; it keeps
+// pointers to slices so Put does not allocate.
+type bufferPoolAdapter struct{ pool sync.Pool }
+
+func (p *bufferPoolAdapter) Get() []byte { return *p.pool.Get().(*[]byte) }
+
+func (p *bufferPoolAdapter) Put(b []byte) {
+	if cap(b) != 32<<10 {
+		return
+	}
+	b = b[:cap(b)]
+	p.pool.Put(&b)
+}
+
+// NewUpstreamTransport is the transport to vendors and token endpoints:
+// timeouts on every phase but the body (answers may stream for long), and
+// HTTPS_PROXY honoured.
+func NewUpstreamTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+	}
+}
