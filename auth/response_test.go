@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authsidecar/authsidecar/internal/oauthtest"
+	"github.com/authsidecar/authsidecar/internal/issuer"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func TestParseTokenResponse(t *testing.T) {
-	jwt := oauthtest.MakeJWT(t0.Add(5 * time.Minute))
-	refreshJWT := oauthtest.MakeJWT(t0.Add(time.Hour))
+	jwt := issuer.JWT(t0.Add(5*time.Minute), nil)
+	refreshJWT := issuer.JWT(t0.Add(time.Hour), nil)
 	tests := []struct {
 		name        string
 		status      int
@@ -150,7 +150,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 	f.Add(400, "application/json", `{"error":"invalid_grant","error_description":"x"}`)
 	f.Add(200, "application/json", `{"error":{"type":"Token revoked","message":["a","b"]}}`)
 	f.Add(503, "text/html", `<html>`)
-	f.Add(200, "", `{"access_token":"`+oauthtest.MakeJWT(t0)+`"}`)
+	f.Add(200, "", `{"access_token":"`+issuer.JWT(t0, nil)+`"}`)
 	f.Add(200, "application/json", `{"access_token":"a","expires_in":1e308}`)
 	f.Add(200, "application/json", `[1,2]`)
 	f.Fuzz(func(t *testing.T, status int, contentType, body string) {

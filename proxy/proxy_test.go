@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/internal/issuer"
 	"github.com/authsidecar/authsidecar/internal/logtest"
 	"github.com/authsidecar/authsidecar/internal/oauthtest"
 )
@@ -108,12 +109,12 @@ func (f *fixture) do(t *testing.T, method, path string, body io.Reader, header h
 	return resp, b
 }
 
-func decodeEcho(t *testing.T, resp *http.Response, body []byte) oauthtest.Echo {
+func decodeEcho(t *testing.T, resp *http.Response, body []byte) issuer.Echo {
 	t.Helper()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
-	var e oauthtest.Echo
+	var e issuer.Echo
 	if err := json.Unmarshal(body, &e); err != nil {
 		t.Fatalf("decoding echo: %v: %s", err, body)
 	}
@@ -196,7 +197,7 @@ func TestProxyReplaysOnceAfter401(t *testing.T) {
 	payload, sum := randomBody(t, 300<<10)
 	resp, body := f.do(t, "PUT", "/vendor/upload", bytes.NewReader(payload), http.Header{"X-Request-Id": {"req-1"}, "Content-Type": {"application/octet-stream"}})
 	e := decodeEcho(t, resp, body)
-	if e.BodyLen != len(payload) || e.BodySHA256 != sum {
+	if e.BodyLen != int64(len(payload)) || e.BodySHA256 != sum {
 		t.Fatalf("replayed body: %d bytes, sha %s; want %d bytes, sha %s", e.BodyLen, e.BodySHA256, len(payload), sum)
 	}
 	if e.Header.Get("X-Request-Id") != "req-1" || e.Header.Get("Content-Type") != "application/octet-stream" {
@@ -245,7 +246,7 @@ func TestProxyStreamsLargeBodiesIntact(t *testing.T) {
 	f := newFixture(t, fixtureOptions{maxReplay: 64 << 10})
 	payload, sum := randomBody(t, 3<<20)
 	resp, body := f.do(t, "POST", "/vendor/big", bytes.NewReader(payload), nil)
-	if e := decodeEcho(t, resp, body); e.BodyLen != len(payload) || e.BodySHA256 != sum {
+	if e := decodeEcho(t, resp, body); e.BodyLen != int64(len(payload)) || e.BodySHA256 != sum {
 		t.Fatalf("streamed body arrived as %d bytes sha %s", e.BodyLen, e.BodySHA256)
 	}
 }
@@ -388,7 +389,7 @@ func TestProxyPathsCannotEscapeTheUpstream(t *testing.T) {
 			t.Errorf("%s: status %d: %s", tt.line, status, body)
 			continue
 		}
-		var e oauthtest.Echo
+		var e issuer.Echo
 		json.Unmarshal(body, &e)
 		if e.Host != host || e.Path != tt.wantPath {
 			t.Errorf("%s: reached host %q path %q, want %q %q", tt.line, e.Host, e.Path, host, tt.wantPath)

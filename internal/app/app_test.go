@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/issuer"
 	"github.com/authsidecar/authsidecar/internal/oauthtest"
 )
 
@@ -97,7 +98,7 @@ func TestConfiguredRouteEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var e oauthtest.Echo
+	var e issuer.Echo
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("status %d, %v, refused: %v", resp.StatusCode, err, vendor.BadRequests())
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/internal/emulators"
 	"github.com/authsidecar/authsidecar/internal/fakeclock"
+	"github.com/authsidecar/authsidecar/internal/issuer"
 )
 
 const (
@@ -77,12 +78,12 @@ func call(t *testing.T, method, url string, body []byte, header http.Header) ans
 	return answer{resp.StatusCode, resp.Header, b}
 }
 
-func (a answer) echo(t *testing.T) emulators.Echo {
+func (a answer) echo(t *testing.T) issuer.Echo {
 	t.Helper()
 	if a.status != http.StatusOK {
 		t.Fatalf("status %d: %s", a.status, a.body)
 	}
-	var e emulators.Echo
+	var e issuer.Echo
 	if err := json.Unmarshal(a.body, &e); err != nil {
 		t.Fatalf("not an echo: %s", a.body)
 	}

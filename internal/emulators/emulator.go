@@ -1,12 +1,16 @@
 package emulators
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/authsidecar/authsidecar/internal/issuer"
+)
 
 // Emulator is what every vendor emulator offers tests and the demo.
 type Emulator interface {
 	http.Handler
 	// Stats says what the emulator saw.
-	Stats() Stats
+	Stats() issuer.Stats
 	// ExpireAccess ends every access token now, as time passing would.
 	ExpireAccess()
 	// RevokeAll revokes every token issued so far.
@@ -25,17 +29,12 @@ func WithControls(emu Emulator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == ExpirePath && r.Method == http.MethodPost {
 			emu.ExpireAccess()
-			writeJSON(w, http.StatusOK, map[string]string{"status": "every access token expired"})
+			issuer.WriteJSON(w, http.StatusOK, map[string]string{"status": "every access token expired"})
 			return
 		}
 		emu.ServeHTTP(w, r)
 	})
 }
-
-func (i *issuer) Stats() Stats      { return i.stats() }
-func (i *issuer) ExpireAccess()     { i.expireAccess() }
-func (i *issuer) RevokeAll()        { i.revokeAll() }
-func (i *issuer) Secrets() []string { return i.secrets() }
 
 var (
 	_ Emulator = (*Viewneo)(nil)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/issuer"
 )
 
 // Movingimage emulates api.video-cdn.net's VideoManager Pro: the legacy JSON
@@ -15,7 +17,7 @@ import (
 // are bound to one VideoManager. Failures answer an HTML error page, as the
 // real one does.
 type Movingimage struct {
-	*issuer
+	*issuer.Issuer
 	o Options
 	// VideoManagers the account can use; the login picks the first.
 	VideoManagers []string
@@ -29,7 +31,7 @@ func NewMovingimage(o Options) *Movingimage {
 	if o.RefreshLifetime == 0 {
 		o.RefreshLifetime = time.Hour
 	}
-	return &Movingimage{issuer: newIssuer(o.Now, true), o: o, VideoManagers: []string{"1001", "1002"}}
+	return &Movingimage{Issuer: issuer.New(o.Now, true), o: o, VideoManagers: []string{"1001", "1002"}}
 }
 
 // OIDCPath is where the OpenID Connect token endpoint is served.
@@ -52,7 +54,7 @@ func (m *Movingimage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // htmlError is how movingimage fails: a page, not JSON.
 func (m *Movingimage) htmlError(w http.ResponseWriter, status int, why string) {
-	m.refuse(why)
+	m.Refuse(why)
 	w.Header().Set("Content-Type", "text/html;charset=utf-8")
 	w.WriteHeader(status)
 	io.WriteString(w, "<!doctype html><html><head><title>Error</title></head><body>"+http.StatusText(status)+"</body></html>")
@@ -63,7 +65,7 @@ func (m *Movingimage) login(w http.ResponseWriter, r *http.Request) {
 		m.htmlError(w, http.StatusMethodNotAllowed, "login is a POST")
 		return
 	}
-	p, err := jsonParams(r)
+	p, err := issuer.JSONParams(r)
 	if err != nil {
 		m.htmlError(w, http.StatusBadRequest, err.Error())
 		return
@@ -76,7 +78,7 @@ func (m *Movingimage) login(w http.ResponseWriter, r *http.Request) {
 		m.htmlError(w, http.StatusUnauthorized, "wrong username or password")
 		return
 	}
-	m.issueLegacy(w, "login", randomToken("f-"), m.VideoManagers[0])
+	m.issueLegacy(w, "login", issuer.RandomToken("f-"), m.VideoManagers[0])
 }
 
 func (m *Movingimage) refresh(w http.ResponseWriter, r *http.Request, videoManager string) {
@@ -84,7 +86,7 @@ func (m *Movingimage) refresh(w http.ResponseWriter, r *http.Request, videoManag
 		m.htmlError(w, http.StatusMethodNotAllowed, "refresh is a POST")
 		return
 	}
-	p, err := jsonParams(r)
+	p, err := issuer.JSONParams(r)
 	if err != nil {
 		m.htmlError(w, http.StatusBadRequest, err.Error())
 		return
@@ -97,24 +99,24 @@ func (m *Movingimage) refresh(w http.ResponseWriter, r *http.Request, videoManag
 		m.htmlError(w, http.StatusForbidden, "no access to VideoManager "+videoManager)
 		return
 	}
-	rec, why := m.useRefresh(p["refreshToken"])
+	rec, why := m.UseRefresh(p["refreshToken"])
 	if why != "" {
 		m.htmlError(w, http.StatusUnauthorized, why)
 		return
 	}
-	m.issueLegacy(w, "refresh_token", rec.family, videoManager)
+	m.issueLegacy(w, "refresh_token", rec.Family, videoManager)
 }
 
 func (m *Movingimage) issueLegacy(w http.ResponseWriter, kind, family, videoManager string) {
-	now := m.now()
+	now := m.Now()
 	accessExp, refreshExp := now.Add(m.o.AccessLifetime), now.Add(m.o.RefreshLifetime)
-	access, refresh := jwt(accessExp, map[string]any{"vm": videoManager}), jwt(refreshExp, map[string]any{"typ": "Refresh"})
-	m.grantTokens(kind, family, videoManager, access, refresh, accessExp, refreshExp, true)
+	access, refresh := issuer.JWT(accessExp, map[string]any{"vm": videoManager}), issuer.JWT(refreshExp, map[string]any{"typ": "Refresh"})
+	m.Grant(kind, family, videoManager, access, refresh, accessExp, refreshExp, true)
 	list := make([]map[string]any, 0, len(m.VideoManagers))
 	for _, id := range m.VideoManagers {
 		list = append(list, map[string]any{"id": id, "name": "VideoManager " + id})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	issuer.WriteJSON(w, http.StatusOK, map[string]any{
 		"accessToken": access, "refreshToken": refresh,
 		"videoManagerList": list, "validForVideoManager": videoManager,
 	})
@@ -123,56 +125,56 @@ func (m *Movingimage) issueLegacy(w http.ResponseWriter, kind, family, videoMana
 // oidc is the Keycloak token endpoint: form body, public client anonymous.
 func (m *Movingimage) oidc(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		oauthError(m.issuer, w, http.StatusMethodNotAllowed, "invalid_request", "token requests are POST")
+		oauthError(m.Issuer, w, http.StatusMethodNotAllowed, "invalid_request", "token requests are POST")
 		return
 	}
-	p, err := formParams(r)
+	p, err := issuer.FormParams(r)
 	if err != nil {
-		oauthError(m.issuer, w, http.StatusBadRequest, "invalid_request", err.Error())
+		oauthError(m.Issuer, w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	if p.Get("client_id") != "anonymous" || p.Has("client_secret") || r.Header.Get("Authorization") != "" {
-		oauthError(m.issuer, w, http.StatusUnauthorized, "invalid_client", "the public client is client_id=anonymous, without a secret")
+		oauthError(m.Issuer, w, http.StatusUnauthorized, "invalid_client", "the public client is client_id=anonymous, without a secret")
 		return
 	}
 	var family string
 	switch p.Get("grant_type") {
 	case "password":
 		if !slices.Contains(strings.Fields(p.Get("scope")), "openid") {
-			oauthError(m.issuer, w, http.StatusBadRequest, "invalid_scope", "scope must include openid")
+			oauthError(m.Issuer, w, http.StatusBadRequest, "invalid_scope", "scope must include openid")
 			return
 		}
 		if p.Get("username") != m.o.Username || p.Get("password") != m.o.Password {
-			oauthError(m.issuer, w, http.StatusUnauthorized, "invalid_grant", "Invalid user credentials")
+			oauthError(m.Issuer, w, http.StatusUnauthorized, "invalid_grant", "Invalid user credentials")
 			return
 		}
-		family = randomToken("f-")
+		family = issuer.RandomToken("f-")
 	case "refresh_token":
-		rec, why := m.useRefresh(p.Get("refresh_token"))
+		rec, why := m.UseRefresh(p.Get("refresh_token"))
 		if why != "" {
-			oauthError(m.issuer, w, http.StatusBadRequest, "invalid_grant", why)
+			oauthError(m.Issuer, w, http.StatusBadRequest, "invalid_grant", why)
 			return
 		}
-		family = rec.family
+		family = rec.Family
 	default:
-		oauthError(m.issuer, w, http.StatusBadRequest, "unsupported_grant_type", p.Get("grant_type"))
+		oauthError(m.Issuer, w, http.StatusBadRequest, "unsupported_grant_type", p.Get("grant_type"))
 		return
 	}
-	now := m.now()
+	now := m.Now()
 	accessExp, refreshExp := now.Add(m.o.AccessLifetime), now.Add(m.o.RefreshLifetime)
-	access, refresh := jwt(accessExp, nil), jwt(refreshExp, map[string]any{"typ": "Refresh"})
-	m.grantTokens(p.Get("grant_type"), family, "", access, refresh, accessExp, refreshExp, true)
-	writeJSON(w, http.StatusOK, map[string]any{
+	access, refresh := issuer.JWT(accessExp, nil), issuer.JWT(refreshExp, map[string]any{"typ": "Refresh"})
+	m.Grant(p.Get("grant_type"), family, "", access, refresh, accessExp, refreshExp, true)
+	issuer.WriteJSON(w, http.StatusOK, map[string]any{
 		"access_token": access, "expires_in": int(m.o.AccessLifetime.Seconds()),
 		"refresh_expires_in": int(m.o.RefreshLifetime.Seconds()), "refresh_token": refresh,
-		"token_type": "Bearer", "id_token": jwt(accessExp, nil), "scope": "openid",
+		"token_type": "Bearer", "id_token": issuer.JWT(accessExp, nil), "scope": "openid",
 	})
 }
 
 // api serves /v1/vms (the list) and /v1/vms/{id}/...; a legacy token works
 // only for the VideoManager it was issued for.
 func (m *Movingimage) api(w http.ResponseWriter, r *http.Request) {
-	rec, ok := m.checkAccess(bearer(r))
+	rec, ok := m.CheckAccess(issuer.Bearer(r))
 	if !ok {
 		w.Header().Set("Content-Type", "text/html;charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
@@ -180,9 +182,9 @@ func (m *Movingimage) api(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1/vms"), "/")
-	if id, _, _ := strings.Cut(rest, "/"); id != "" && rec.extra != "" && id != rec.extra {
-		writeJSON(w, http.StatusForbidden, map[string]string{"message": "token is valid for VideoManager " + rec.extra})
+	if id, _, _ := strings.Cut(rest, "/"); id != "" && rec.Binding != "" && id != rec.Binding {
+		issuer.WriteJSON(w, http.StatusForbidden, map[string]string{"message": "token is valid for VideoManager " + rec.Binding})
 		return
 	}
-	echo(w, r, "movingimage")
+	issuer.WriteEcho(w, r, "movingimage")
 }

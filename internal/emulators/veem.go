@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/issuer"
 )
 
 // Veem emulates api.veem.com (and the sandbox): HTTP Basic client
@@ -12,7 +14,7 @@ import (
 // query string of the refresh request, never in its body; and an API where
 // every call's X-Request-Id may be used once.
 type Veem struct {
-	*issuer
+	*issuer.Issuer
 	o Options
 	// ClientCredentialsWithoutRefresh leaves the refresh token out of
 	// client-credentials answers, as Veem may.
@@ -27,13 +29,13 @@ func NewVeem(o Options) *Veem {
 	if o.AccessLifetime == 0 {
 		o.AccessLifetime = 31535999 * time.Second
 	}
-	return &Veem{issuer: newIssuer(o.Now, true), o: o, requestIDs: map[string]bool{}}
+	return &Veem{Issuer: issuer.New(o.Now, true), o: o, requestIDs: map[string]bool{}}
 }
 
 func (v *Veem) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/oauth/authorize":
-		authorize(v.issuer, v.o, w, r)
+		authorize(v.Issuer, v.o, w, r)
 	case r.URL.Path == "/oauth/token":
 		v.token(w, r)
 	case strings.HasPrefix(r.URL.Path, "/veem/"):
@@ -45,25 +47,25 @@ func (v *Veem) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (v *Veem) token(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		oauthError(v.issuer, w, http.StatusMethodNotAllowed, "invalid_request", "token requests are POST")
+		oauthError(v.Issuer, w, http.StatusMethodNotAllowed, "invalid_request", "token requests are POST")
 		return
 	}
-	id, secret, ok := basicClient(r)
+	id, secret, ok := issuer.BasicClient(r)
 	if !ok {
-		oauthError(v.issuer, w, http.StatusUnauthorized, "invalid_client", "client authentication must be HTTP Basic")
+		oauthError(v.Issuer, w, http.StatusUnauthorized, "invalid_client", "client authentication must be HTTP Basic")
 		return
 	}
 	if id != v.o.ClientID || secret != v.o.ClientSecret {
-		oauthError(v.issuer, w, http.StatusUnauthorized, "invalid_client", "bad client credentials")
+		oauthError(v.Issuer, w, http.StatusUnauthorized, "invalid_client", "bad client credentials")
 		return
 	}
-	p, err := formParams(r)
+	p, err := issuer.FormParams(r)
 	if err != nil {
-		oauthError(v.issuer, w, http.StatusBadRequest, "invalid_request", err.Error())
+		oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	if p.Has("client_secret") {
-		oauthError(v.issuer, w, http.StatusBadRequest, "invalid_request", "client_secret must not be in the body")
+		oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_request", "client_secret must not be in the body")
 		return
 	}
 	grant := p.Get("grant_type")
@@ -71,37 +73,37 @@ func (v *Veem) token(w http.ResponseWriter, r *http.Request) {
 	switch grant {
 	case "client_credentials", "authorization_code":
 		if p.Get("scope") != "all" {
-			oauthError(v.issuer, w, http.StatusBadRequest, "invalid_scope", "scope must be all")
+			oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_scope", "scope must be all")
 			return
 		}
-		family = randomToken("f-")
+		family = issuer.RandomToken("f-")
 		if grant == "authorization_code" {
 			var why string
-			if family, why = v.useCode(p.Get("code"), p.Get("redirect_uri")); why != "" {
-				oauthError(v.issuer, w, http.StatusBadRequest, "invalid_grant", why)
+			if family, why = v.UseCode(p.Get("code"), p.Get("redirect_uri")); why != "" {
+				oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_grant", why)
 				return
 			}
 		}
 	case "refresh_token":
 		if p.Has("refresh_token") {
-			oauthError(v.issuer, w, http.StatusBadRequest, "invalid_request", "the refresh token goes in the query string, not the body")
+			oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_request", "the refresh token goes in the query string, not the body")
 			return
 		}
-		rec, why := v.useRefresh(r.URL.Query().Get("refresh_token"))
+		rec, why := v.UseRefresh(r.URL.Query().Get("refresh_token"))
 		if why != "" {
-			oauthError(v.issuer, w, http.StatusBadRequest, "invalid_grant", why)
+			oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_grant", why)
 			return
 		}
-		family = rec.family
+		family = rec.Family
 	default:
-		oauthError(v.issuer, w, http.StatusBadRequest, "unsupported_grant_type", grant)
+		oauthError(v.Issuer, w, http.StatusBadRequest, "unsupported_grant_type", grant)
 		return
 	}
-	now := v.now()
+	now := v.Now()
 	exp := now.Add(v.o.AccessLifetime)
-	access, refresh := randomToken("veem-at-"), randomToken("veem-rt-")
+	access, refresh := issuer.RandomToken("veem-at-"), issuer.RandomToken("veem-rt-")
 	withRefresh := !(grant == "client_credentials" && v.ClientCredentialsWithoutRefresh)
-	v.grantTokens(grant, family, "", access, refresh, exp, expiry(now, v.o.RefreshLifetime), withRefresh)
+	v.Grant(grant, family, "", access, refresh, exp, issuer.Expiry(now, v.o.RefreshLifetime), withRefresh)
 	answer := map[string]any{
 		"access_token": access, "token_type": "bearer", "expires_in": int(v.o.AccessLifetime.Seconds()),
 		"scope": "all", "account_id": 1, "user_id": 2,
@@ -109,12 +111,12 @@ func (v *Veem) token(w http.ResponseWriter, r *http.Request) {
 	if withRefresh {
 		answer["refresh_token"] = refresh
 	}
-	writeJSON(w, http.StatusOK, answer)
+	issuer.WriteJSON(w, http.StatusOK, answer)
 }
 
 func (v *Veem) api(w http.ResponseWriter, r *http.Request) {
-	if _, ok := v.checkAccess(bearer(r)); !ok {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"code": 401, "error": "invalid_token", "message": "Invalid token"})
+	if _, ok := v.CheckAccess(issuer.Bearer(r)); !ok {
+		issuer.WriteJSON(w, http.StatusUnauthorized, map[string]any{"code": 401, "error": "invalid_token", "message": "Invalid token"})
 		return
 	}
 	// An id is the client's promise that the call is new: a call refused
@@ -125,9 +127,9 @@ func (v *Veem) api(w http.ResponseWriter, r *http.Request) {
 		v.requestIDs[id] = true
 		v.idsMu.Unlock()
 		if seen {
-			writeJSON(w, http.StatusConflict, map[string]any{"code": 409, "error": "duplicate_request", "message": "X-Request-Id already used"})
+			issuer.WriteJSON(w, http.StatusConflict, map[string]any{"code": 409, "error": "duplicate_request", "message": "X-Request-Id already used"})
 			return
 		}
 	}
-	echo(w, r, "veem")
+	issuer.WriteEcho(w, r, "veem")
 }

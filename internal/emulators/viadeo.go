@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/authsidecar/authsidecar/internal/issuer"
 )
 
 // Viadeo emulates api.viadeo.com and secure.viadeo.com on one server: the
@@ -12,7 +14,7 @@ import (
 // credentials in it, tokens that never expire, the token taken only from the
 // access_token query parameter, and revoke_access_token2.
 type Viadeo struct {
-	*issuer
+	*issuer.Issuer
 	o Options
 	// FormAnswers makes access_token2 answer form-encoded, not JSON.
 	FormAnswers bool
@@ -22,12 +24,12 @@ type Viadeo struct {
 }
 
 // NewViadeo returns the emulator.
-func NewViadeo(o Options) *Viadeo { return &Viadeo{issuer: newIssuer(o.Now, false), o: o} }
+func NewViadeo(o Options) *Viadeo { return &Viadeo{Issuer: issuer.New(o.Now, false), o: o} }
 
 func (v *Viadeo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/oauth-provider/authorize2":
-		authorize(v.issuer, v.o, w, r)
+		authorize(v.Issuer, v.o, w, r)
 	case "/oauth-provider/access_token2":
 		v.token(w, r)
 	case "/oauth-provider/revoke_access_token2":
@@ -39,29 +41,29 @@ func (v *Viadeo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (v *Viadeo) token(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		oauthError(v.issuer, w, http.StatusMethodNotAllowed, "invalid_request", "access_token2 is a POST")
+		oauthError(v.Issuer, w, http.StatusMethodNotAllowed, "invalid_request", "access_token2 is a POST")
 		return
 	}
 	if r.Header.Get("Authorization") != "" {
-		oauthError(v.issuer, w, http.StatusBadRequest, "invalid_request", "client credentials go in the body")
+		oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_request", "client credentials go in the body")
 		return
 	}
-	p, err := formParams(r)
+	p, err := issuer.FormParams(r)
 	if err != nil {
-		oauthError(v.issuer, w, http.StatusBadRequest, "invalid_request", err.Error())
+		oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	if p.Get("client_id") != v.o.ClientID || p.Get("client_secret") != v.o.ClientSecret {
-		oauthError(v.issuer, w, http.StatusUnauthorized, "invalid_client", "bad client credentials")
+		oauthError(v.Issuer, w, http.StatusUnauthorized, "invalid_client", "bad client credentials")
 		return
 	}
 	if p.Get("grant_type") != "authorization_code" {
-		oauthError(v.issuer, w, http.StatusBadRequest, "unsupported_grant_type", p.Get("grant_type"))
+		oauthError(v.Issuer, w, http.StatusBadRequest, "unsupported_grant_type", p.Get("grant_type"))
 		return
 	}
-	family, why := v.useCode(p.Get("code"), p.Get("redirect_uri"))
+	family, why := v.UseCode(p.Get("code"), p.Get("redirect_uri"))
 	if why != "" {
-		oauthError(v.issuer, w, http.StatusBadRequest, "invalid_grant", why)
+		oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_grant", why)
 		return
 	}
 	access := v.IssueAccessTokenOf(family, "authorization_code")
@@ -70,34 +72,30 @@ func (v *Viadeo) token(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, url.Values{"access_token": {access}, "token_type": {"bearer"}}.Encode())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"access_token": access, "token_type": "bearer"})
+	issuer.WriteJSON(w, http.StatusOK, map[string]string{"access_token": access, "token_type": "bearer"})
 }
 
 // IssueAccessToken returns a token as if a user had consented earlier, for
 // VIADEO_ACCESS_TOKEN.
-func (v *Viadeo) IssueAccessToken() string { return v.IssueAccessTokenOf(randomToken("f-"), "seed") }
+func (v *Viadeo) IssueAccessToken() string {
+	return v.IssueAccessTokenOf(issuer.RandomToken("f-"), "seed")
+}
 
 // IssueAccessTokenOf issues a never-expiring token of family.
 func (v *Viadeo) IssueAccessTokenOf(family, kind string) string {
-	access := randomToken("viadeo-")
-	v.grantTokens(kind, family, "", access, "", expiry(v.now(), 0), expiry(v.now(), 0), false)
+	access := issuer.RandomToken("viadeo-")
+	v.Grant(kind, family, "", access, "", issuer.Expiry(v.Now(), 0), issuer.Expiry(v.Now(), 0), false)
 	return access
 }
 
 func (v *Viadeo) revoke(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("client_id") != v.o.ClientID || q.Get("client_secret") != v.o.ClientSecret {
-		oauthError(v.issuer, w, http.StatusUnauthorized, "invalid_client", "bad client credentials")
+		oauthError(v.Issuer, w, http.StatusUnauthorized, "invalid_client", "bad client credentials")
 		return
 	}
-	v.mu.Lock()
-	rec, ok := v.access[q.Get("access_token")]
-	if ok {
-		v.revoked[rec.family] = true
-	}
-	v.mu.Unlock()
-	if !ok {
-		oauthError(v.issuer, w, http.StatusBadRequest, "invalid_token", "unknown token")
+	if !v.RevokeAccess(q.Get("access_token")) {
+		oauthError(v.Issuer, w, http.StatusBadRequest, "invalid_token", "unknown token")
 		return
 	}
 	// Verbatim from the documentation; not JSON.
@@ -112,13 +110,13 @@ func (v *Viadeo) api(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if _, ok := v.checkAccess(r.URL.Query().Get("access_token")); !ok {
+	if _, ok := v.CheckAccess(r.URL.Query().Get("access_token")); !ok {
 		status := http.StatusUnauthorized
 		if v.RefuseWith200 {
 			status = http.StatusOK
 		}
-		writeJSON(w, status, map[string]any{"error": map[string]any{"type": "Token revoked", "message": []string{"The access token is invalid or was revoked"}}})
+		issuer.WriteJSON(w, status, map[string]any{"error": map[string]any{"type": "Token revoked", "message": []string{"The access token is invalid or was revoked"}}})
 		return
 	}
-	echo(w, r, "viadeo")
+	issuer.WriteEcho(w, r, "viadeo")
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/issuer"
 )
 
 // Viewneo emulates cloud.viewneo.com: a Laravel Passport server. Token
@@ -11,7 +13,7 @@ import (
 // tokens are single-use; access tokens are JWTs; an API call with a bad
 // token answers 401 {"message":"Unauthenticated."}.
 type Viewneo struct {
-	*issuer
+	*issuer.Issuer
 	o Options
 }
 
@@ -20,21 +22,21 @@ func NewViewneo(o Options) *Viewneo {
 	if o.AccessLifetime == 0 {
 		o.AccessLifetime = 1296000 * time.Second // 15 days, as documented
 	}
-	return &Viewneo{issuer: newIssuer(o.Now, true), o: o}
+	return &Viewneo{Issuer: issuer.New(o.Now, true), o: o}
 }
 
 func (v *Viewneo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/oauth/authorize":
-		authorize(v.issuer, v.o, w, r)
+		authorize(v.Issuer, v.o, w, r)
 	case r.URL.Path == "/oauth/token":
 		v.token(w, r)
 	case strings.HasPrefix(r.URL.Path, "/api/"):
-		if _, ok := v.checkAccess(bearer(r)); !ok {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthenticated."})
+		if _, ok := v.CheckAccess(issuer.Bearer(r)); !ok {
+			issuer.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthenticated."})
 			return
 		}
-		echo(w, r, "viewneo")
+		issuer.WriteEcho(w, r, "viewneo")
 	default:
 		http.NotFound(w, r)
 	}
@@ -42,8 +44,8 @@ func (v *Viewneo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // passportError is Laravel Passport's error shape.
 func (v *Viewneo) passportError(w http.ResponseWriter, status int, code, why string) {
-	v.refuse(code + ": " + why)
-	writeJSON(w, status, map[string]string{"error": code, "error_description": why, "hint": "", "message": why})
+	v.Refuse(code + ": " + why)
+	issuer.WriteJSON(w, status, map[string]string{"error": code, "error_description": why, "hint": "", "message": why})
 }
 
 func (v *Viewneo) token(w http.ResponseWriter, r *http.Request) {
@@ -55,7 +57,7 @@ func (v *Viewneo) token(w http.ResponseWriter, r *http.Request) {
 		v.passportError(w, http.StatusBadRequest, "invalid_request", "client credentials go in the JSON body, not an Authorization header")
 		return
 	}
-	p, err := jsonParams(r)
+	p, err := issuer.JSONParams(r)
 	if err != nil {
 		v.passportError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -68,17 +70,17 @@ func (v *Viewneo) token(w http.ResponseWriter, r *http.Request) {
 	switch p["grant_type"] {
 	case "authorization_code":
 		var why string
-		if family, why = v.useCode(p["code"], p["redirect_uri"]); why != "" {
+		if family, why = v.UseCode(p["code"], p["redirect_uri"]); why != "" {
 			v.passportError(w, http.StatusBadRequest, "invalid_grant", why)
 			return
 		}
 	case "refresh_token":
-		rec, why := v.useRefresh(p["refresh_token"])
+		rec, why := v.UseRefresh(p["refresh_token"])
 		if why != "" {
 			v.passportError(w, http.StatusBadRequest, "invalid_grant", "The refresh token is invalid: "+why)
 			return
 		}
-		family = rec.family
+		family = rec.Family
 	default:
 		v.passportError(w, http.StatusBadRequest, "unsupported_grant_type", "grant "+p["grant_type"]+" is not offered")
 		return
@@ -87,11 +89,11 @@ func (v *Viewneo) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (v *Viewneo) issue(w http.ResponseWriter, kind, family string) {
-	now := v.now()
+	now := v.Now()
 	exp := now.Add(v.o.AccessLifetime)
-	access, refresh := jwt(exp, map[string]any{"aud": v.o.ClientID}), randomToken("def50200")
-	v.grantTokens(kind, family, "", access, refresh, exp, expiry(now, v.o.RefreshLifetime), true)
-	writeJSON(w, http.StatusOK, map[string]any{
+	access, refresh := issuer.JWT(exp, map[string]any{"aud": v.o.ClientID}), issuer.RandomToken("def50200")
+	v.Grant(kind, family, "", access, refresh, exp, issuer.Expiry(now, v.o.RefreshLifetime), true)
+	issuer.WriteJSON(w, http.StatusOK, map[string]any{
 		"token_type": "Bearer", "expires_in": int(v.o.AccessLifetime.Seconds()),
 		"access_token": access, "refresh_token": refresh,
 	})
@@ -100,7 +102,7 @@ func (v *Viewneo) issue(w http.ResponseWriter, kind, family string) {
 // IssueRefreshToken returns a refresh token as if a user had consented
 // earlier, for VIEWNEO_REFRESH_TOKEN.
 func (v *Viewneo) IssueRefreshToken() string {
-	rt := randomToken("def50200")
-	v.grantTokens("seed", randomToken("f-"), "", randomToken("unused-"), rt, time.Time{}, expiry(v.now(), v.o.RefreshLifetime), true)
+	rt := issuer.RandomToken("def50200")
+	v.AddRefresh(rt, issuer.RandomToken("f-"), issuer.Expiry(v.Now(), v.o.RefreshLifetime))
 	return rt
 }

@@ -1,4 +1,4 @@
-package emulators
+package issuer
 
 import (
 	"crypto/sha256"
@@ -12,8 +12,8 @@ import (
 	"strings"
 )
 
-// jsonParams reads a token request that must be a JSON object of strings.
-func jsonParams(r *http.Request) (map[string]string, error) {
+// JSONParams reads a token request that must be a JSON object of strings.
+func JSONParams(r *http.Request) (map[string]string, error) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		return nil, fmt.Errorf("the body must be JSON (Content-Type application/json), got %q", r.Header.Get("Content-Type"))
 	}
@@ -24,8 +24,8 @@ func jsonParams(r *http.Request) (map[string]string, error) {
 	return m, nil
 }
 
-// formParams reads a token request that must be form-encoded.
-func formParams(r *http.Request) (url.Values, error) {
+// FormParams reads a token request that must be form-encoded.
+func FormParams(r *http.Request) (url.Values, error) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
 		return nil, fmt.Errorf("the body must be form-encoded, got Content-Type %q", r.Header.Get("Content-Type"))
 	}
@@ -36,8 +36,8 @@ func formParams(r *http.Request) (url.Values, error) {
 	return url.ParseQuery(string(b))
 }
 
-// basicClient reads RFC 6749 2.3.1 client credentials from a Basic header.
-func basicClient(r *http.Request) (id, secret string, ok bool) {
+// BasicClient reads RFC 6749 2.3.1 client credentials from a Basic header.
+func BasicClient(r *http.Request) (id, secret string, ok bool) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		return "", "", false
@@ -47,7 +47,8 @@ func basicClient(r *http.Request) (id, secret string, ok bool) {
 	return id, secret, err1 == nil && err2 == nil
 }
 
-func bearer(r *http.Request) string {
+// Bearer is the token of an Authorization: Bearer header.
+func Bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
 		return h[7:]
@@ -55,23 +56,35 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-// Echo is what every emulator's API answers to an authorized call: the
+// Echo is what every fake vendor's API answers to an authorized call: the
 // request as it arrived, so tests can check what the sidecar sent.
 type Echo struct {
 	Vendor     string      `json:"vendor"`
 	Method     string      `json:"method"`
+	Host       string      `json:"host"`
 	Path       string      `json:"path"`
+	RawPath    string      `json:"raw_path"`
+	RequestURI string      `json:"request_uri"`
 	Query      string      `json:"query"`
 	Header     http.Header `json:"header"`
 	BodyLen    int64       `json:"body_len"`
 	BodySHA256 string      `json:"body_sha256"`
 }
 
-func echo(w http.ResponseWriter, r *http.Request, vendor string) {
+// WriteEcho answers r with its Echo.
+func WriteEcho(w http.ResponseWriter, r *http.Request, vendor string) {
 	h := sha256.New()
 	n, _ := io.Copy(h, r.Body)
-	writeJSON(w, http.StatusOK, Echo{
-		Vendor: vendor, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header,
+	WriteJSON(w, http.StatusOK, Echo{
+		Vendor: vendor, Method: r.Method, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath,
+		RequestURI: r.RequestURI, Query: r.URL.RawQuery, Header: r.Header,
 		BodyLen: n, BodySHA256: hex.EncodeToString(h.Sum(nil)),
 	})
+}
+
+// WriteJSON answers v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
 }
