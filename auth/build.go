@@ -60,7 +60,7 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 	if s.Grant == "" {
 		b.GrantType, err = implied, impliedErr
 	} else {
-		b.GrantType, err = ParseGrantType(s.Grant)
+		b.GrantType, err = parseGrantType(s.Grant)
 	}
 	if err == nil && !p.supports(b.GrantType) {
 		err = fmt.Errorf("preset %s does not offer grant %s (it offers %v)", p.Name, b.GrantType, p.Grants)
@@ -94,7 +94,7 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 		return b, settingErr("INJECT", "unknown injection %q (want header or query)", s.Inject)
 	}
 
-	ep := &Endpoint{Fields: StandardFields, Client: client, Clock: now}
+	ep := &Endpoint{Fields: standardFields, Client: client, Clock: now}
 	if ep.Auth, err = newClientAuth(s); err != nil {
 		return b, err
 	}

@@ -68,9 +68,9 @@ func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
 	}
 	fields := e.Fields
 	if fields.AccessToken == "" {
-		fields = StandardFields
+		fields = standardFields
 	}
-	tok, err := ParseTokenResponse(ans.status, ans.contentType, ans.body, fields, e.Clock.Now())
+	tok, err := parseTokenResponse(ans.status, ans.contentType, ans.body, fields, e.Clock.Now())
 	if err != nil {
 		return Token{}, fmt.Errorf("token endpoint %s: %w", safeURL(req.URL), err)
 	}

@@ -70,9 +70,9 @@ func (e *RetrieveError) Kind() ErrorKind {
 	return Unavailable
 }
 
-// InvalidGrant reports whether err says the grant (a refresh token, a code)
+// invalidGrant reports whether err says the grant (a refresh token, a code)
 // is no longer good, the answer a rotated-away refresh token gets.
-func InvalidGrant(err error) bool {
+func invalidGrant(err error) bool {
 	var re *RetrieveError
 	return errors.As(err, &re) && re.Code == "invalid_grant"
 }

@@ -195,7 +195,7 @@ func (f *Fleet) obtainWithoutStore(ctx context.Context, prev Token, storeErr err
 // store was down): the store is read again before giving up.
 func (f *Fleet) fetch(ctx context.Context, prev Token, rejected string) (Token, bool, error) {
 	tok, err := f.cfg.Grant.Fetch(ctx, prev)
-	if err != nil && InvalidGrant(err) {
+	if err != nil && invalidGrant(err) {
 		if stored, lerr := f.load(ctx); lerr == nil {
 			if f.adoptable(stored, rejected) {
 				return stored, true, nil

@@ -26,8 +26,8 @@ const (
 	GrantAuthorizationCode GrantType = "authorization_code"
 )
 
-// ParseGrantType reads the GRANT setting.
-func ParseGrantType(s string) (GrantType, error) {
+// parseGrantType reads the GRANT setting.
+func parseGrantType(s string) (GrantType, error) {
 	switch g := GrantType(s); g {
 	case GrantStatic, GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode:
 		return g, nil
@@ -197,7 +197,7 @@ func (g *OAuth2Grant) Revoke(ctx context.Context, tok Token) error {
 		return fmt.Errorf("revoking token: %w", err)
 	}
 	if ans.status/100 != 2 {
-		_, perr := ParseTokenResponse(ans.status, ans.contentType, ans.body, StandardFields, g.Endpoint.Clock.Now())
+		_, perr := parseTokenResponse(ans.status, ans.contentType, ans.body, standardFields, g.Endpoint.Clock.Now())
 		return fmt.Errorf("revoking token: revoke endpoint %s: %w", safeURL(g.RevokeURL), perr)
 	}
 	return nil

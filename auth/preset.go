@@ -99,19 +99,18 @@ func PresetNames() []string {
 // Apply returns s with every empty setting taken from the preset.
 func (p Preset) Apply(s Settings) Settings {
 	d := p.Defaults
-	fill := fillFrom
-	fill(&s.UpstreamURL, d.UpstreamURL)
-	fill(&s.Grant, d.Grant)
-	fill(&s.TokenURL, d.TokenURL)
-	fill(&s.RefreshURL, d.RefreshURL)
-	fill(&s.AuthorizeURL, d.AuthorizeURL)
-	fill(&s.RevokeURL, d.RevokeURL)
-	fill(&s.Scope, d.Scope)
-	fill(&s.ClientID, d.ClientID)
-	fill(&s.ClientAuth, d.ClientAuth)
-	fill(&s.TokenBody, d.TokenBody)
-	fill(&s.Inject, d.Inject)
-	fill(&s.QueryParam, d.QueryParam)
+	fillFrom(&s.UpstreamURL, d.UpstreamURL)
+	fillFrom(&s.Grant, d.Grant)
+	fillFrom(&s.TokenURL, d.TokenURL)
+	fillFrom(&s.RefreshURL, d.RefreshURL)
+	fillFrom(&s.AuthorizeURL, d.AuthorizeURL)
+	fillFrom(&s.RevokeURL, d.RevokeURL)
+	fillFrom(&s.Scope, d.Scope)
+	fillFrom(&s.ClientID, d.ClientID)
+	fillFrom(&s.ClientAuth, d.ClientAuth)
+	fillFrom(&s.TokenBody, d.TokenBody)
+	fillFrom(&s.Inject, d.Inject)
+	fillFrom(&s.QueryParam, d.QueryParam)
 	for k, v := range d.Options {
 		if s.Options == nil {
 			s.Options = map[string]string{}

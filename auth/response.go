@@ -25,8 +25,8 @@ type Fields struct {
 	Extra []string
 }
 
-// StandardFields are the member names of RFC 6749 section 5.1.
-var StandardFields = Fields{
+// standardFields are the member names of RFC 6749 section 5.1.
+var standardFields = Fields{
 	AccessToken:      "access_token",
 	RefreshToken:     "refresh_token",
 	ExpiresIn:        "expires_in",
@@ -38,12 +38,12 @@ var StandardFields = Fields{
 // a few KiB; a token endpoint streaming garbage must not fill our memory.
 const maxAnswerBytes = 1 << 20
 
-// ParseTokenResponse turns a token endpoint's answer into a Token. It reads
+// parseTokenResponse turns a token endpoint's answer into a Token. It reads
 // JSON and form-encoded answers whatever the Content-Type says (vendors get it
 // wrong), takes expires_in as a number or a string, and falls back to a JWT's
 // exp claim when the answer has no expiry. Errors name what was wrong with the
 // answer and never quote its secrets.
-func ParseTokenResponse(status int, contentType string, body []byte, f Fields, now time.Time) (Token, error) {
+func parseTokenResponse(status int, contentType string, body []byte, f Fields, now time.Time) (Token, error) {
 	values, format, err := decodeAnswer(contentType, body)
 	if err != nil {
 		if status < 200 || status > 299 {

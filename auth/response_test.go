@@ -93,9 +93,9 @@ func TestParseTokenResponse(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fields := tt.fields
 			if fields.AccessToken == "" {
-				fields = StandardFields
+				fields = standardFields
 			}
-			got, err := ParseTokenResponse(tt.status, tt.contentType, []byte(tt.body), fields, t0)
+			got, err := parseTokenResponse(tt.status, tt.contentType, []byte(tt.body), fields, t0)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -154,7 +154,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 	f.Add(200, "application/json", `{"access_token":"a","expires_in":1e308}`)
 	f.Add(200, "application/json", `[1,2]`)
 	f.Fuzz(func(t *testing.T, status int, contentType, body string) {
-		tok, err := ParseTokenResponse(status, contentType, []byte(body), StandardFields, t0)
+		tok, err := parseTokenResponse(status, contentType, []byte(body), standardFields, t0)
 		if err != nil {
 			var re *RetrieveError
 			if errors.As(err, &re) && len(re.Description) > 210 {

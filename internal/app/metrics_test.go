@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,10 +37,13 @@ func TestMetricsShowWhatHappened(t *testing.T) {
 	o := vendorOptions(clock)
 	o.AccessLifetime = time.Hour
 	veem := emulators.NewVeem(o)
-	a, side := sidecar(t, map[string]string{
-		"ROUTES": "veem", "VEEM_UPSTREAM_URL": serve(t, veem), "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret,
+	gate := &heldTokenCall{next: veem, held: make(chan struct{}), release: make(chan struct{})}
+	env := map[string]string{
+		"ROUTES": "veem", "VEEM_UPSTREAM_URL": serve(t, gate), "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret,
 		"REDIS_URL": "redis://" + mr.Addr(), "TOKEN_ENCRYPTION_KEY": testKey,
-	}, clock)
+	}
+	a, side := sidecar(t, env, clock)
+	_, sibling := sidecar(t, env, clock)
 	const path = "/veem/veem/v1.0/hello-metrics"
 
 	call(t, "GET", side+path, nil, nil).echo(t)
@@ -48,18 +52,24 @@ func TestMetricsShowWhatHappened(t *testing.T) {
 	call(t, "GET", side+path, nil, nil).echo(t) // 401, refresh, replay
 
 	// A sibling holds the refresh lock when the token expires: this
-	// replica waits for it (and, when the lock goes, refreshes itself).
-	var tokenKey string
-	for _, k := range mr.Keys() {
-		if strings.HasPrefix(k, "authsidecar:token:veem:") {
-			tokenKey = k
-		}
-	}
-	lockKey := strings.Replace(tokenKey, "authsidecar:token:", "authsidecar:lock:token:", 1)
-	mr.Set(lockKey, "a-sibling")
-	go func() { time.Sleep(100 * time.Millisecond); mr.Del(lockKey) }()
+	// replica waits for it (and, when the sibling's refresh fails,
+	// refreshes itself).
 	clock.Advance(2 * time.Hour)
-	call(t, "GET", side+path, nil, nil).echo(t)
+	gate.arm()
+	siblingDone := make(chan struct{})
+	go func() {
+		defer close(siblingDone)
+		call(t, "GET", sibling+path, nil, nil)
+	}()
+	<-gate.held
+	waited := make(chan answer, 1)
+	go func() { waited <- call(t, "GET", side+path, nil, nil) }()
+	waitFor(t, "this replica to wait for the sibling's lock", func() bool {
+		return strings.Contains(scrape(t, side), `authsidecar_refresh_lock_waits_total{route="veem"}`)
+	})
+	close(gate.release)
+	(<-waited).echo(t)
+	<-siblingDone
 
 	// Redis goes away.
 	ctx, stop := context.WithCancel(context.Background())
@@ -94,6 +104,36 @@ func TestMetricsShowWhatHappened(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(text)
+	}
+}
+
+// heldTokenCall holds the first token request after arm until release, then
+// fails it, as a token endpoint that times out for one replica.
+type heldTokenCall struct {
+	next          http.Handler
+	armed         atomic.Bool
+	held, release chan struct{}
+}
+
+func (g *heldTokenCall) arm() { g.armed.Store(true) }
+
+func (g *heldTokenCall) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, "/token") && g.armed.CompareAndSwap(true, false) {
+		close(g.held)
+		<-g.release
+		http.Error(w, "gateway timeout", http.StatusGatewayTimeout)
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+// waitFor polls cond, bounded; it waits for background work to land.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
 

@@ -51,6 +51,7 @@ func sidecar(t *testing.T, env map[string]string, clock *fakeclock.Clock) (*App,
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { a.Close() })
 	return a, serve(t, a.Handler())
 }
 

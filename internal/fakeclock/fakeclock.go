@@ -16,7 +16,7 @@ type Clock struct {
 // New returns a clock standing at start.
 func New(start time.Time) *Clock { return &Clock{now: start} }
 
-// Now is the clock's time; pass the method value where a func() time.Time
+// Now is the clock's time; pass the method value where a clock.Clock
 // is wanted.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()

@@ -40,11 +40,11 @@ func Build(rcs []config.Route, d Deps) (*Table, error) {
 		}
 		routes = append(routes, r)
 	}
-	return NewTable(routes...)
+	return newTable(routes...)
 }
 
-// NewTable holds routes, which must have distinct names.
-func NewTable(routes ...*Route) (*Table, error) {
+// newTable holds routes, which must have distinct names.
+func newTable(routes ...*Route) (*Table, error) {
 	s := &routeSet{byName: make(map[string]*Route, len(routes))}
 	for _, r := range routes {
 		if s.byName[r.Name] != nil {
