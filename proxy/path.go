@@ -22,6 +22,7 @@ func splitRoute(escapedPath string) (name, rest string, ok bool) {
 var (
 	errBadPath     = errors.New("the request path has an invalid escape")
 	errEncodedDots = errors.New("the request path has an encoded slash next to a dot segment")
+	errDotParams   = errors.New("the request path has a dot segment with a path parameter (..;)")
 )
 
 // confinePath turns the escaped rest of a request path into one that stays
@@ -48,6 +49,11 @@ func confinePath(escapedRest string) (string, error) {
 			// "..%2f..%2f" is one segment to us but may be climbed by an
 			// upstream that decodes before it resolves dots.
 			return "", errEncodedDots
+		}
+		if dots, _, hasParams := strings.Cut(decoded, ";"); hasParams && (dots == "." || dots == "..") {
+			// Servers that strip path parameters (Tomcat, Spring) read
+			// "..;x" as "..": it would climb above the route's root there.
+			return "", errDotParams
 		}
 		switch decoded {
 		case ".":
@@ -109,20 +115,41 @@ func upstreamURL(upstream *url.URL, confinedRest, rawQuery string) (*url.URL, er
 	return u, nil
 }
 
-// withoutQueryParam removes every occurrence of param from a raw query and
+// withoutQueryParam removes every occurrence of param from a raw query, and
+// every parameter an upstream framework could read as param (ACCESS_TOKEN,
+// access_token[], access.token, which PHP turns into access_token), and
 // keeps the rest in the caller's order and encoding.
 func withoutQueryParam(rawQuery, param string) string {
 	if rawQuery == "" || param == "" {
 		return rawQuery
 	}
+	want := paramLookAlike(param)
 	parts := strings.Split(rawQuery, "&")
 	kept := parts[:0]
 	for _, part := range parts {
 		key, _, _ := strings.Cut(part, "=")
-		if k, err := url.QueryUnescape(key); err == nil && k == param || key == param {
+		if k, err := url.QueryUnescape(key); err == nil {
+			key = k
+		}
+		if paramLookAlike(key) == want {
 			continue
 		}
 		kept = append(kept, part)
 	}
 	return strings.Join(kept, "&")
+}
+
+// paramLookAlike folds a parameter name the way upstream frameworks blur
+// them: case, separators, and a trailing array or map suffix ("[]", "[0]").
+func paramLookAlike(name string) string {
+	if i := strings.IndexByte(name, '['); i > 0 {
+		name = name[:i]
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -95,7 +95,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.attempt(req, tok.AccessToken, kept, body)
 	if err != nil || !t.tokenRefused(resp) {
-		return resp, err
+		return scrubbed(resp, tok.AccessToken), err
 	}
 
 	// 401: the token we sent is no good, whatever its expiry said.
@@ -106,7 +106,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if call != nil {
 			call.replay = replayNotReplayable
 		}
-		return resp, nil
+		return scrubbed(resp, tok.AccessToken), nil
 	}
 	fresh, err := t.tokens.Token(ctx)
 	if err != nil {
@@ -122,13 +122,14 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if call != nil {
 			call.replay = replayNoNewToken
 		}
-		return resp, nil
+		return scrubbed(resp, tok.AccessToken), nil
 	}
 	drain(resp.Body)
 	if call != nil {
 		call.replay = replayDone
 	}
-	return t.attempt(req, fresh.AccessToken, kept, nil)
+	resp, err = t.attempt(req, fresh.AccessToken, kept, nil)
+	return scrubbed(resp, fresh.AccessToken), err
 }
 
 // refusalPeekBytes bounds how much of an answer is read to recognize a
@@ -142,8 +143,10 @@ func (t *tokenTransport) tokenRefused(resp *http.Response) bool {
 	if resp.StatusCode == http.StatusUnauthorized {
 		return true
 	}
+	// Only an answer whose declared length is small is peeked at: one of
+	// unknown length may be a stream whose first byte is seconds away.
 	if t.refused == nil || !strings.Contains(resp.Header.Get("Content-Type"), "json") ||
-		resp.ContentLength > refusalPeekBytes {
+		resp.ContentLength < 0 || resp.ContentLength > refusalPeekBytes {
 		return false
 	}
 	head, err := io.ReadAll(io.LimitReader(resp.Body, refusalPeekBytes+1))
@@ -173,9 +176,68 @@ func (t *tokenTransport) attempt(req *http.Request, accessToken string, kept *re
 	t.inject.apply(out, accessToken)
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
-		return nil, upstreamError(err)
+		return nil, withoutSecret(upstreamError(err), accessToken)
 	}
 	return resp, nil
+}
+
+// scrubbed removes the token from every header of an answer on its way to
+// the caller: an upstream redirect's Location (or Content-Location, Refresh,
+// Link) repeats the query the token was injected into.
+func scrubbed(resp *http.Response, accessToken string) *http.Response {
+	if resp == nil || accessToken == "" {
+		return resp
+	}
+	forms := secretForms(accessToken)
+	for name, values := range resp.Header {
+		for i, v := range values {
+			for _, f := range forms {
+				if strings.Contains(v, f) {
+					v = strings.ReplaceAll(v, f, "REDACTED")
+					resp.Header[name][i] = v
+				}
+			}
+		}
+	}
+	return resp
+}
+
+// secretForms are the ways a token can appear in text: as it is, and
+// escaped for a query or a path.
+func secretForms(secret string) []string {
+	forms := []string{secret}
+	for _, f := range []string{url.QueryEscape(secret), url.PathEscape(secret)} {
+		if f != secret {
+			forms = append(forms, f)
+		}
+	}
+	return forms
+}
+
+// redactedError is an error whose text had a secret removed; errors.Is and
+// As still see the original.
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// withoutSecret keeps a secret out of an error's text: a broken upstream's
+// answer, quoted by net/http, may repeat the request line and its query.
+func withoutSecret(err error, secret string) error {
+	if err == nil || secret == "" {
+		return err
+	}
+	text := err.Error()
+	for _, f := range secretForms(secret) {
+		text = strings.ReplaceAll(text, f, "REDACTED")
+	}
+	if text == err.Error() {
+		return err
+	}
+	return &redactedError{text: text, err: err}
 }
 
 // upstreamError drops the URL that *url.Error repeats: in query injection it
