@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 
@@ -78,8 +79,12 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 		if u.value == "" {
 			continue
 		}
-		if _, err := parseHTTPURL(u.value); err != nil {
+		parsed, err := parseHTTPURL(u.value)
+		if err != nil {
 			return b, &SettingError{Setting: u.setting, Err: err}
+		}
+		if carriesSecrets(u.setting) && parsed.Scheme == "http" && !loopback(parsed.Hostname()) && !s.AllowInsecureTokenURL {
+			return b, settingErr(u.setting, "is plain http:// to another host: client secrets, passwords and refresh tokens would cross the network in clear; use https://, or set ALLOW_INSECURE_TOKEN_URL=true for this route if that network is trusted")
 		}
 	}
 
@@ -175,6 +180,22 @@ func requireFor(g GrantType, s Settings) error {
 		}
 	}
 	return nil
+}
+
+// carriesSecrets reports whether the endpoint a URL setting names receives
+// the route's credentials (the authorize URL only receives a browser).
+func carriesSecrets(setting string) bool {
+	return setting == "TOKEN_URL" || setting == "REFRESH_URL" || setting == "REVOKE_URL"
+}
+
+// loopback reports whether host is this machine, where plain http is as
+// private as the process.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func parseHTTPURL(raw string) (*url.URL, error) {

@@ -38,9 +38,15 @@ func (k ErrorKind) String() string {
 // fields kept as data. It never holds the request or the full answer body,
 // which could carry secrets.
 type RetrieveError struct {
-	StatusCode  int
-	Code        string // RFC 6749 "error", such as invalid_grant
-	Description string // "error_description", shortened
+	StatusCode int
+	Code       string // RFC 6749 "error", such as invalid_grant
+	// Description is the vendor's "error_description", shortened. It is the
+	// vendor's free text and may quote what was sent, a secret included:
+	// it is kept for debug logs and never in Error, which callers and
+	// /readyz see.
+	Description string
+	// Problem is the sidecar's own words on an answer it could not read.
+	Problem string
 }
 
 func (e *RetrieveError) Error() string {
@@ -50,9 +56,9 @@ func (e *RetrieveError) Error() string {
 		b.WriteString(" ")
 		b.WriteString(e.Code)
 	}
-	if e.Description != "" {
+	if e.Problem != "" {
 		b.WriteString(": ")
-		b.WriteString(e.Description)
+		b.WriteString(e.Problem)
 	}
 	return b.String()
 }

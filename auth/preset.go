@@ -30,6 +30,9 @@ type Settings struct {
 	TokenBody    string
 	Inject       string
 	QueryParam   string
+	// AllowInsecureTokenURL lets a token endpoint on another host be
+	// plain http://, for a network the operator trusts.
+	AllowInsecureTokenURL bool
 	// ConsentPath is where the sidecar serves the route's consent flow; it
 	// is not read from the environment but set by the sidecar.
 	ConsentPath string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"mime"
 	"net/url"
 	"strconv"
@@ -47,7 +48,7 @@ func parseTokenResponse(status int, contentType string, body []byte, f Fields, n
 	values, format, err := decodeAnswer(contentType, body)
 	if err != nil {
 		if status < 200 || status > 299 {
-			return Token{}, &RetrieveError{StatusCode: status, Description: vendortext.Shorten(err.Error(), 200)}
+			return Token{}, &RetrieveError{StatusCode: status, Problem: vendortext.Shorten(err.Error(), 200)}
 		}
 		return Token{}, fmt.Errorf("answered %d with %w", status, err)
 	}
@@ -70,15 +71,23 @@ func parseTokenResponse(status int, contentType string, body []byte, f Fields, n
 	if t.AccessToken == "" {
 		return Token{}, fmt.Errorf("answered %d with a %s body that has no %q", status, format, f.AccessToken)
 	}
-	if secs, ok := secondsField(values, f.ExpiresIn); ok {
+	secs, ok, err := secondsField(values, f.ExpiresIn)
+	switch {
+	case err != nil:
+		return Token{}, fmt.Errorf("answered %d with a malformed answer: %w", status, err)
+	case ok:
 		t.Expiry = now.Add(secs)
-	} else {
+	default:
 		t.Expiry = jwtExpiry(t.AccessToken)
 	}
 	if t.RefreshToken != "" {
-		if secs, ok := secondsField(values, f.RefreshExpiresIn); ok {
+		secs, ok, err := secondsField(values, f.RefreshExpiresIn)
+		switch {
+		case err != nil:
+			return Token{}, fmt.Errorf("answered %d with a malformed answer: %w", status, err)
+		case ok:
 			t.RefreshExpiry = now.Add(secs)
-		} else {
+		default:
 			t.RefreshExpiry = jwtExpiry(t.RefreshToken)
 		}
 	}
@@ -192,17 +201,22 @@ func stringField(values map[string]any, name string) string {
 	return ""
 }
 
+// maxLifetime bounds a token's lifetime: beyond ten years an answer is
+// nonsense, and the conversion to a Duration would overflow.
+const maxLifetime = 10 * 365 * 24 * time.Hour
+
 // secondsField reads a lifetime in seconds, given as a number or a string.
-func secondsField(values map[string]any, name string) (time.Duration, bool) {
+// ok is false when the member is absent; a member that is present but not a
+// positive, finite, sane number of seconds (NaN, Inf, -5, 1e300) is an error,
+// not a token that never expires.
+func secondsField(values map[string]any, name string) (d time.Duration, ok bool, err error) {
 	s := stringField(values, name)
 	if s == "" {
-		return 0, false
+		return 0, false, nil
 	}
-	secs, err := strconv.ParseFloat(s, 64)
-	// Ten years bounds a lifetime; beyond it the answer is nonsense and the
-	// conversion to Duration would overflow.
-	if err != nil || secs <= 0 || secs > 10*365*24*3600 {
-		return 0, false
+	secs, perr := strconv.ParseFloat(s, 64)
+	if perr != nil || math.IsNaN(secs) || math.IsInf(secs, 0) || secs <= 0 || secs > maxLifetime.Seconds() {
+		return 0, false, fmt.Errorf("%s is not a lifetime in seconds", name)
 	}
-	return time.Duration(secs * float64(time.Second)), true
+	return time.Duration(secs * float64(time.Second)), true, nil
 }

@@ -59,12 +59,12 @@ func TestParseTokenResponse(t *testing.T) {
 		{
 			name: "RFC 6749 error", status: 400, contentType: "application/json",
 			body:    `{"error":"invalid_grant","error_description":"The refresh token is invalid.","hint":"Token has been revoked","message":"The refresh token is invalid."}`,
-			wantErr: "invalid_grant: The refresh token is invalid.", wantKind: Rejected,
+			wantErr: "400 invalid_grant", wantKind: Rejected,
 		},
 		{
 			name: "Viadeo error with a 200", status: 200, contentType: "application/json",
 			body:    `{"error":{"type":"Token revoked","message":["The token was revoked"]}}`,
-			wantErr: "Token revoked: The token was revoked", wantKind: Unavailable,
+			wantErr: "200 Token revoked", wantKind: Unavailable,
 		},
 		{
 			name: "HTML from a gateway", status: 502, contentType: "text/html",
@@ -81,6 +81,28 @@ func TestParseTokenResponse(t *testing.T) {
 		{
 			name: "truncated JSON", status: 200, contentType: "application/json",
 			body: `{"access_token":"secret-value`, wantErr: "malformed JSON", wantKind: Unavailable,
+		},
+		{
+			// The vendor's free text may quote what it was sent.
+			name: "vendor text quoting a secret stays out of the error", status: 400, contentType: "application/json",
+			body:    `{"error":"invalid_client","error_description":"client_secret secret-value is wrong"}`,
+			wantErr: "400 invalid_client", wantKind: Rejected,
+		},
+		{
+			name: "expires_in NaN", status: 200, contentType: "application/json",
+			body: `{"access_token":"a","expires_in":"NaN"}`, wantErr: "expires_in", wantKind: Unavailable,
+		},
+		{
+			name: "expires_in Inf", status: 200, contentType: "application/json",
+			body: `{"access_token":"a","expires_in":"+Inf"}`, wantErr: "expires_in", wantKind: Unavailable,
+		},
+		{
+			name: "expires_in absurd", status: 200, contentType: "application/json",
+			body: `{"access_token":"a","expires_in":1e300}`, wantErr: "expires_in", wantKind: Unavailable,
+		},
+		{
+			name: "expires_in negative", status: 200, contentType: "application/json",
+			body: `{"access_token":"a","expires_in":-5}`, wantErr: "expires_in", wantKind: Unavailable,
 		},
 		{
 			name: "empty", status: 200, body: ``, wantErr: "empty body", wantKind: Unavailable,
@@ -105,6 +127,10 @@ func TestParseTokenResponse(t *testing.T) {
 				}
 				if strings.Contains(err.Error(), "secret-value") {
 					t.Errorf("error quotes the answer: %v", err)
+				}
+				var re *RetrieveError
+				if errors.As(err, &re) && re.Description != "" && strings.Contains(err.Error(), re.Description) {
+					t.Errorf("error quotes the vendor's free text %q: %v", re.Description, err)
 				}
 				return
 			}

@@ -69,6 +69,9 @@ type Route struct {
 	TokenBody    string `env:"TOKEN_BODY"`
 	Inject       string `env:"INJECT"`
 	QueryParam   string `env:"QUERY_PARAM"`
+	// AllowInsecureTokenURL lets TOKEN_URL (and REFRESH_URL, REVOKE_URL)
+	// be plain http:// to another host.
+	AllowInsecureTokenURL bool `env:"ALLOW_INSECURE_TOKEN_URL"`
 
 	// Options are the preset's own variables, by suffix.
 	Options map[string]string `env:"-"`
@@ -84,7 +87,8 @@ func (r Route) Settings() auth.Settings {
 		TokenURL: r.TokenURL, RefreshURL: r.RefreshURL, AuthorizeURL: r.AuthorizeURL,
 		RedirectURL: r.RedirectURL, RevokeURL: r.RevokeURL, ClientAuth: r.ClientAuth,
 		TokenBody: r.TokenBody, Inject: r.Inject, QueryParam: r.QueryParam,
-		Options: r.Options,
+		AllowInsecureTokenURL: r.AllowInsecureTokenURL,
+		Options:               r.Options,
 	}
 }
 

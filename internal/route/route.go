@@ -61,7 +61,13 @@ func New(rc config.Route, d Deps) (*Route, error) {
 	}
 	// The route's own client: a client certificate, when a route has one,
 	// must not be presented to another route's token endpoint.
-	tokenClient := &http.Client{Transport: proxy.NewUpstreamTransport(d.TokenTimeout)}
+	tokenClient := &http.Client{
+		Transport: proxy.NewUpstreamTransport(d.TokenTimeout),
+		// Token, refresh and revoke requests carry passwords, client
+		// secrets and refresh tokens: a redirect would re-send them to
+		// wherever it points. Its answer is taken as the endpoint's.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	built, err := preset.Build(rc.Name, settings, tokenClient, d.Clock)
 	if err != nil {
 		var se *auth.SettingError

@@ -3,7 +3,10 @@ package route
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,5 +104,56 @@ func TestTokenStoredByAnEarlierVersionIsFound(t *testing.T) {
 	tok, err := r.Keeper.Token(context.Background())
 	if err != nil || tok.AccessToken != "at-old" {
 		t.Fatalf("token %v, %v; want the one stored by the earlier version", tok, err)
+	}
+}
+
+// Regression: the token client followed redirects, re-sending the client
+// secret (and passwords, refresh tokens) to wherever they pointed.
+func TestTokenRequestsNeverFollowRedirects(t *testing.T) {
+	var reached atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+	}))
+	defer elsewhere.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/token", http.StatusTemporaryRedirect)
+	}))
+	defer redirecting.Close()
+	table, err := build(t, map[string]string{
+		"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+		"API_TOKEN_URL": redirecting.URL + "/token", "API_CLIENT_ID": "id", "API_CLIENT_SECRET": "client-secret-value",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := table.Get("api")
+	if _, err := r.Keeper.Token(context.Background()); err == nil {
+		t.Fatal("a redirect was taken for a token")
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("the redirect target got %d token requests", n)
+	}
+}
+
+// Regression: a token endpoint on plain http to another host was used,
+// sending secrets in clear. It is refused at start-up unless the operator
+// opts in; loopback is fine.
+func TestPlainHTTPTokenEndpointsAreRefused(t *testing.T) {
+	env := func(tokenURL, allow string) map[string]string {
+		e := map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+			"API_TOKEN_URL": tokenURL, "API_CLIENT_ID": "id", "API_CLIENT_SECRET": "s"}
+		if allow != "" {
+			e["API_ALLOW_INSECURE_TOKEN_URL"] = allow
+		}
+		return e
+	}
+	if _, err := build(t, env("http://auth.example/token", ""), nil); err == nil || !strings.HasPrefix(err.Error(), "API_TOKEN_URL:") {
+		t.Fatalf("err = %v, want one naming API_TOKEN_URL", err)
+	}
+	for _, ok := range []map[string]string{env("http://auth.example/token", "true"), env("http://127.0.0.1:9/token", ""),
+		env("http://localhost:9/token", ""), env("https://auth.example/token", "")} {
+		if _, err := build(t, ok, nil); err != nil {
+			t.Errorf("%s: %v", ok["API_TOKEN_URL"], err)
+		}
 	}
 }
