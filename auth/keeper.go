@@ -25,6 +25,12 @@ type KeeperConfig struct {
 	Margin time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed refresh.
 	MinBackoff, MaxBackoff time.Duration
+	// ForcedRefreshInterval bounds refreshes forced by upstream 401s: at
+	// most one per interval, unless the refused token is one that refresh
+	// did not touch. Any caller can make an upstream answer 401 (a path
+	// that always does), so this bounds what callers cost the token
+	// endpoint. Zero means 5 seconds.
+	ForcedRefreshInterval time.Duration
 	Logger                 *zap.Logger
 	Clock                  clock.Clock
 	// Observer, when set, is told of refreshes and token expiry, for metrics.
@@ -43,9 +49,13 @@ type Keeper struct {
 	mu  sync.Mutex
 	cur Token
 	// rejected is an access token the upstream refused; it is not served,
-	// nor adopted from the store, again.
+	// nor adopted from the store, again, unless refreshing gives it back.
 	rejected string
-	flight   *flight
+	// forcedAt is when a 401 last forced a refresh; forcedFrom and
+	// forcedTo are the tokens it replaced and got.
+	forcedAt             time.Time
+	forcedFrom, forcedTo string
+	flight               *flight
 	// failures counts refreshes failed in a row; retryAt and lastErr hold
 	// the back-off they earned.
 	failures int
@@ -70,6 +80,9 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
+	}
+	if cfg.ForcedRefreshInterval <= 0 {
+		cfg.ForcedRefreshInterval = 5 * time.Second
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(time.Minute, cfg.MinBackoff)
@@ -116,15 +129,26 @@ func (k *Keeper) Token(ctx context.Context) (Token, error) {
 // Invalidate tells the keeper the upstream refused accessToken. Only when it
 // is still the token held is it dropped, so a token refreshed meanwhile by
 // another caller is kept (compare-and-invalidate). The refresh token is kept.
+// Refreshes forced this way are bounded (ForcedRefreshInterval): a token
+// that a forced refresh just replaced or produced keeps being served until
+// the interval ends, so an upstream path that always answers 401 costs the
+// token endpoint one request per interval, not one per call.
 func (k *Keeper) Invalidate(accessToken string) {
+	now := k.cfg.Clock.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if accessToken != "" && k.cur.AccessToken == accessToken {
-		k.rejected = accessToken
-		// A refused token ends any back-off earned before: the next call
-		// must try to get a new one.
-		k.retryAt = time.Time{}
+	if accessToken == "" || k.cur.AccessToken != accessToken {
+		return
 	}
+	recent := now.Before(k.forcedAt.Add(k.cfg.ForcedRefreshInterval))
+	if recent && (accessToken == k.forcedFrom || accessToken == k.forcedTo) {
+		return
+	}
+	k.rejected = accessToken
+	k.forcedAt, k.forcedFrom, k.forcedTo = now, accessToken, ""
+	// A refused token ends any back-off earned before: the next call must
+	// try to get a new one.
+	k.retryAt = time.Time{}
 }
 
 // Status is what the keeper can say about its token without revealing it.
@@ -212,9 +236,13 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 		return
 	}
 	k.cur, k.failures, k.lastErr, k.retryAt = tok, 0, nil, time.Time{}
-	if tok.AccessToken != k.rejected {
-		k.rejected = ""
+	if rejected != "" && rejected == k.forcedFrom {
+		k.forcedTo = tok.AccessToken
 	}
+	// The grant's answer is served even when it is the token refused (a
+	// static token, a vendor that hands the same token back): it is the
+	// only one to be had, and the upstream may take it next time.
+	k.rejected = ""
 	f.tok = tok
 	k.mu.Unlock()
 	close(f.done)

@@ -50,6 +50,12 @@ func newHandler(tb testing.TB, routes []Route, eo EngineOptions, o Options) *Han
 
 // newKeeper is a route's keeper for grant, on a store of this process.
 func newKeeper(route string, grant auth.Grant, timeout time.Duration, log *zap.Logger, minBackoff time.Duration) *auth.Keeper {
-	fleet := auth.NewFleet(auth.FleetConfig{Route: route, Grant: grant, Logger: log})
-	return auth.NewKeeper(auth.KeeperConfig{Route: route, Source: fleet, Timeout: timeout, Logger: log, MinBackoff: minBackoff})
+	return newKeeperWith(route, grant, auth.KeeperConfig{Timeout: timeout, Logger: log, MinBackoff: minBackoff})
+}
+
+// newKeeperWith is newKeeper with every keeper setting open to the test.
+func newKeeperWith(route string, grant auth.Grant, cfg auth.KeeperConfig) *auth.Keeper {
+	cfg.Route = route
+	cfg.Source = auth.NewFleet(auth.FleetConfig{Route: route, Grant: grant, Logger: cfg.Logger})
+	return auth.NewKeeper(cfg)
 }

@@ -44,6 +44,9 @@ type fixtureOptions struct {
 	queryParam   string
 	grant        func(vendor *oauthtest.Server) auth.Grant // default: client credentials against the fake
 	upstream     string                                    // default: the fake
+	// forcedRefreshInterval bounds refreshes forced by 401s; zero: the
+	// keeper's default.
+	forcedRefreshInterval time.Duration
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -69,7 +72,8 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	if o.grant != nil {
 		grant = o.grant(f.vendor)
 	}
-	f.keeper = newKeeper("vendor", grant, o.tokenTimeout, log, 50*time.Millisecond)
+	f.keeper = newKeeperWith("vendor", grant, auth.KeeperConfig{Timeout: o.tokenTimeout, Logger: log,
+		MinBackoff: 50 * time.Millisecond, ForcedRefreshInterval: o.forcedRefreshInterval})
 	if o.upstream == "" {
 		o.upstream = f.vendor.URL
 	}
@@ -458,6 +462,9 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		vendor: oauthtest.Config{ClientID: clientID, ClientSecret: clientSecret, BasicAuth: true,
 			Grants: []string{"password", "refresh_token"}, Username: "ann", Password: password, Rotate: true, QueryToken: true},
 		queryParam: "access_token",
+		// Every 401 may force a refresh here, so the run reaches a
+		// failing one.
+		forcedRefreshInterval: time.Nanosecond,
 		grant: func(v *oauthtest.Server) auth.Grant {
 			return &auth.OAuth2Grant{Type: auth.GrantPassword, Username: "ann", Password: password, TokenURL: v.TokenURL(),
 				Endpoint: &auth.Endpoint{Auth: auth.ClientSecretBasic{ID: clientID, Secret: clientSecret}, Client: http.DefaultClient}}
