@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -128,6 +129,10 @@ func (p Preset) Apply(s Settings) Settings {
 	return s
 }
 
+// ErrNoCredentials is a route given nothing to get a token with. Its text
+// names the settings; the configuration layer names them as variables.
+var ErrNoCredentials = errors.New("no credentials: set ACCESS_TOKEN, REFRESH_TOKEN, USERNAME and PASSWORD, or CLIENT_ID and CLIENT_SECRET")
+
 // inferGrant picks the grant from the credentials given when the operator
 // named none. Ambiguity is an error: guessing wrong would send credentials
 // somewhere the operator did not mean.
@@ -142,7 +147,9 @@ func inferGrant(s Settings) (GrantType, error) {
 	if s.Username != "" || s.Password != "" {
 		found = append(found, GrantPassword)
 	}
-	if len(found) == 0 && s.ClientID != "" && s.ClientSecret != "" && s.RedirectURL == "" {
+	// A client id and secret without a redirect URL are client
+	// credentials, also beside another credential: that is ambiguous.
+	if s.ClientID != "" && s.ClientSecret != "" && s.RedirectURL == "" && (len(found) == 0 || s.AccessToken != "") {
 		found = append(found, GrantClientCredentials)
 	}
 	if len(found) == 0 && s.ClientID != "" && s.RedirectURL != "" {
@@ -152,7 +159,7 @@ func inferGrant(s Settings) (GrantType, error) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return "", fmt.Errorf("no credentials: set ACCESS_TOKEN, REFRESH_TOKEN, USERNAME and PASSWORD, or CLIENT_ID and CLIENT_SECRET")
+		return "", ErrNoCredentials
 	}
 	return "", fmt.Errorf("ambiguous credentials (they fit grants %v): set GRANT", found)
 }

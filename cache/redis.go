@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // Redis is a Store on a Redis server (single, Sentinel or Cluster), shared by
@@ -146,3 +147,13 @@ func (r *Redis) Ping(ctx context.Context) error {
 
 // Close closes the connections.
 func (r *Redis) Close() error { return r.client.Close() }
+
+// LogRedisTo sends go-redis's own messages (dial failures, pool trouble) to
+// log, so a JSON log stays JSON. go-redis has one logger per process.
+func LogRedisTo(log *zap.Logger) { redis.SetLogger(redisLogger{log.Sugar()}) }
+
+type redisLogger struct{ log *zap.SugaredLogger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warnf(format, v...)
+}

@@ -54,6 +54,10 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	for _, opt := range opts {
 		opt(a)
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: " + w)
+	}
+	cache.LogRedisTo(log.Named("redis"))
 	if a.store, a.storeKind, err = openStore(cfg); err != nil {
 		return nil, err
 	}

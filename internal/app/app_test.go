@@ -56,6 +56,11 @@ func TestGrantInferenceAndMissingCredentials(t *testing.T) {
 		wantErr string
 	}{
 		{with(), "API_GRANT: no credentials"},
+		// A missing credential names the variables that would satisfy it.
+		{with(), "API_GRANT: no credentials for route api: set API_ACCESS_TOKEN, API_REFRESH_TOKEN, API_USERNAME and API_PASSWORD, or API_CLIENT_ID and API_CLIENT_SECRET"},
+		// Regression: a static token beside client credentials was taken
+		// silently; the README calls it ambiguous.
+		{with("API_ACCESS_TOKEN", "t", "API_CLIENT_ID", "c", "API_CLIENT_SECRET", "s"), "API_GRANT: ambiguous"},
 		{with("API_ACCESS_TOKEN", "t", "API_REFRESH_TOKEN", "r"), "API_GRANT: ambiguous"},
 		{with("API_USERNAME", "u"), "API_PASSWORD: is required"},
 		{with("API_GRANT", "client_credentials", "API_CLIENT_ID", "c"), "API_CLIENT_SECRET: is required"},

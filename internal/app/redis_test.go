@@ -10,8 +10,10 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/internal/emulators"
 	"github.com/authsidecar/authsidecar/internal/fakeclock"
+	"github.com/authsidecar/authsidecar/internal/logtest"
 )
 
 const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -91,4 +93,27 @@ func waitForState(t *testing.T, url, want string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Regression: go-redis wrote its own plain-text lines into a JSON log. They
+// go through the sidecar's logger now.
+func TestRedisMessagesGoThroughTheLogger(t *testing.T) {
+	mr := miniredis.RunT(t)
+	addr := mr.Addr()
+	mr.Close() // go-redis will complain about dialling
+	cfg, err := config.LoadFrom(map[string]string{"ROUTES": "api", "API_ACCESS_TOKEN": "t", "API_UPSTREAM_URL": "https://api.example",
+		"REDIS_URL": "redis://" + addr, "TOKEN_ENCRYPTION_KEY": testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, logs := logtest.New()
+	a, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.routes.All()[0].Keeper.Token(ctx)
+	logs.WaitFor(t, `"logger":"redis"`)
 }

@@ -42,6 +42,9 @@ type Config struct {
 	ClientKeys []string `env:"CLIENT_KEYS" envSeparator:","`
 
 	Routes []Route `env:"-"`
+	// Warnings are what start-up should say about the environment without
+	// stopping: variables that look mistyped.
+	Warnings []string `env:"-"`
 }
 
 // Route is one route's settings, read from NAME_* variables.
@@ -105,9 +108,15 @@ func envMap(environ []string) map[string]string {
 	return m
 }
 
-// LoadFrom reads the configuration from environ, a map of variables.
+// LoadFrom reads the configuration from environ, a map of variables. Values
+// are used with surrounding white space trimmed: a value read from a file
+// (kubectl create secret --from-file) usually ends in a newline.
 func LoadFrom(environ map[string]string) (*Config, error) {
+	environ = trimmed(environ)
 	var c Config
+	if err := checkControlCharacters(environ, globalNames(), ""); err != nil {
+		return nil, err
+	}
 	if err := parse(&c, env.Options{Environment: environ}); err != nil {
 		return nil, err
 	}
@@ -120,6 +129,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	}
 	for _, name := range names {
 		r := Route{Name: name, Prefix: RoutePrefix(name)}
+		if err := checkControlCharacters(environ, routeNames(), r.Prefix); err != nil {
+			return nil, err
+		}
 		if err := parse(&r, env.Options{Environment: environ, Prefix: r.Prefix}); err != nil {
 			return nil, err
 		}
@@ -143,6 +155,7 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		}
 		c.Routes = append(c.Routes, r)
 	}
+	c.Warnings = mistyped(environ, c.Routes)
 	return &c, nil
 }
 

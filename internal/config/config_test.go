@@ -93,3 +93,38 @@ func TestRedisSettings(t *testing.T) {
 		t.Errorf("the missing-key error does not say how to make one: %v", err)
 	}
 }
+
+// Regression: a value with a trailing newline (kubectl create secret
+// --from-file) was used as is, and the token became an invalid header.
+func TestValuesAreTrimmedAndControlCharactersRefused(t *testing.T) {
+	c, err := LoadFrom(map[string]string{"ROUTES": " api\n", "API_ACCESS_TOKEN": "tok\n", "LOG_LEVEL": " debug "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Routes[0].AccessToken != "tok" || c.LogLevel != "debug" {
+		t.Fatalf("values not trimmed: %q %q", c.Routes[0].AccessToken, c.LogLevel)
+	}
+	_, err = LoadFrom(map[string]string{"ROUTES": "api", "API_ACCESS_TOKEN": "to\nk"})
+	if err == nil || !strings.HasPrefix(err.Error(), "API_ACCESS_TOKEN:") || strings.Contains(err.Error(), "to\nk") {
+		t.Fatalf("err = %v, want one naming API_ACCESS_TOKEN and not quoting it", err)
+	}
+}
+
+// Regression: a mistyped variable was silently ignored.
+func TestMistypedVariablesAreWarnedAbout(t *testing.T) {
+	c, err := LoadFrom(map[string]string{
+		"ROUTES": "billing", "BILLING_CLIENT_SECERT": "s", "LISTEN_ADRR": ":9", "HOME": "/root", "PATH": "/bin",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.Warnings, "\n")
+	for _, want := range []string{"BILLING_CLIENT_SECERT", "did you mean BILLING_CLIENT_SECRET?", "LISTEN_ADRR", "did you mean LISTEN_ADDR?"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings %q lack %q", got, want)
+		}
+	}
+	if strings.Contains(got, "HOME") || strings.Contains(got, "PATH") {
+		t.Errorf("warned about unrelated variables: %q", got)
+	}
+}

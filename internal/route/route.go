@@ -71,6 +71,11 @@ func New(rc config.Route, d Deps) (*Route, error) {
 	built, err := preset.Build(rc.Name, settings, tokenClient, d.Clock)
 	if err != nil {
 		var se *auth.SettingError
+		if errors.Is(err, auth.ErrNoCredentials) {
+			p := rc.Prefix
+			return nil, fmt.Errorf("%sGRANT: no credentials for route %s: set %sACCESS_TOKEN, %sREFRESH_TOKEN, %sUSERNAME and %sPASSWORD, or %sCLIENT_ID and %sCLIENT_SECRET",
+				p, rc.Name, p, p, p, p, p, p)
+		}
 		if errors.As(err, &se) {
 			return nil, fmt.Errorf("%s%s: %w", rc.Prefix, se.Setting, se.Err)
 		}
