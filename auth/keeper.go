@@ -31,8 +31,8 @@ type KeeperConfig struct {
 	// that always does), so this bounds what callers cost the token
 	// endpoint. Zero means 5 seconds.
 	ForcedRefreshInterval time.Duration
-	Logger                 *zap.Logger
-	Clock                  clock.Clock
+	Logger                *zap.Logger
+	Clock                 clock.Clock
 	// Observer, when set, is told of refreshes and token expiry, for metrics.
 	Observer Observer
 }
