@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -20,7 +21,42 @@ import (
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
-var version = "dev"
+// Unstamped, versionString reads the module's build information.
+var version = ""
+
+// versionString is the stamped version or, for go build, go install and go
+// run, what the Go toolchain recorded: the module version (a pseudo-version
+// naming the commit, +dirty for local changes), else the VCS revision.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		return "devel-" + rev + dirty + " (" + bi.GoVersion + ")"
+	}
+	return "devel (" + bi.GoVersion + ", built without version control information)"
+}
 
 const usage = `authsidecar — an authenticating reverse proxy for OAuth2 APIs
 
@@ -71,7 +107,7 @@ func run(args []string) error {
 		}
 		return healthcheck(path)
 	case "version", "--version":
-		fmt.Println(version)
+		fmt.Println(versionString())
 		return nil
 	case "help", "-h", "--help":
 		fmt.Print(usage)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -100,6 +101,32 @@ func (h *Handler) clientAllowed(r *http.Request) bool {
 	return match == 1
 }
 
+// queryFlag reads a boolean query parameter: present and empty, or a true
+// value, is true ("?verbose", "?verbose=1"); "?verbose=false" is false.
+func queryFlag(r *http.Request, name string) bool {
+	q := r.URL.Query()
+	if !q.Has(name) {
+		return false
+	}
+	v := q.Get(name)
+	on, err := strconv.ParseBool(v)
+	return v == "" || err == nil && on
+}
+
+// requestID is the caller's X-Request-Id for log lines, so one call can be
+// followed from the caller through the sidecar to the vendor. It is bounded:
+// the caller writes it.
+func requestID(r *http.Request) zap.Field {
+	id := r.Header.Get("X-Request-Id")
+	if id == "" {
+		return zap.Skip()
+	}
+	if len(id) > 128 {
+		id = id[:128]
+	}
+	return zap.String("request_id", id)
+}
+
 // SetReady sets what /readyz answers; it turns false when draining.
 func (h *Handler) SetReady(ready bool) { h.notReady.Store(!ready) }
 
@@ -133,12 +160,15 @@ type Observer interface {
 	// Replay reports what followed an upstream 401: replayed,
 	// replayed_refused, body_too_large, no_new_token or token_error.
 	Replay(route, outcome string)
+	// UnknownRoute reports a call to a route that does not exist.
+	UnknownRoute()
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Request(string, string, int, time.Duration) {}
 func (nopObserver) Replay(string, string)                      {}
+func (nopObserver) UnknownRoute()                              {}
 
 // call is what the handler and the transport share about one proxied call.
 type call struct {
@@ -160,10 +190,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/healthz":
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 		return
-	case "/readyz":
+	case "/readyz", "/status":
+		// /status is /readyz?verbose: each route's state at a glance.
+		verbose := escaped == "/status" || queryFlag(r, "verbose")
 		body := map[string]any{"ready": true}
 		if h.detail != nil {
-			body = h.detail(r.URL.Query().Has("verbose"))
+			body = h.detail(verbose)
 			body["ready"] = true
 		}
 		status := http.StatusOK
@@ -192,6 +224,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt, ok = h.routes.Forwarder(name)
 	}
 	if !ok {
+		h.observer.UnknownRoute()
+		h.log.Info("unknown route", zap.String("path", redactedTarget(escaped, r.URL.RawQuery)),
+			zap.String("method", r.Method), requestID(r))
 		writeJSON(w, http.StatusNotFound, errorBody{
 			Error:   "unknown_route",
 			Message: fmt.Sprintf("no route %q; calls go to /ROUTE/path", name),
@@ -234,6 +269,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			zap.Int64("bytes", rec.written),
 			zap.Bool("replayed", c.replay == replayDone),
 			zap.String("after_401", string(c.replay)),
+			requestID(r),
 		)
 	}
 }

@@ -74,7 +74,8 @@ type Flow struct {
 // stateTTL is how long a consent started has to finish.
 const stateTTL = 10 * time.Minute
 
-// NewFlow returns the consent flow for the routes lookup finds. With
+// NewFlow returns the consent flow for the routes lookup finds: ok says the
+// route exists, and its *Route is nil when it has no consent flow. With
 // adminToken set, starting consent needs it; without, consent is refused
 // for a route whose connection works, so nobody can swap the sidecar onto
 // their own account.
@@ -89,8 +90,12 @@ func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/oauth/")
 	name, action, _ := strings.Cut(rest, "/")
 	route, ok := c.lookup(name)
-	if !ok {
-		proxy.WriteError(w, http.StatusNotFound, "unknown_route", "", fmt.Sprintf("no consent flow for route %q (it needs a REDIRECT_URL)", name))
+	switch {
+	case !ok:
+		proxy.WriteError(w, http.StatusNotFound, "unknown_route", "", fmt.Sprintf("no route %q", name))
+		return
+	case route == nil:
+		proxy.WriteError(w, http.StatusNotFound, "no_consent_flow", name, fmt.Sprintf("route %q has no consent flow (it needs a REDIRECT_URL)", name))
 		return
 	}
 	if r.Method != http.MethodGet {

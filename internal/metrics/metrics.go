@@ -24,6 +24,7 @@ type Metrics struct {
 	storeErrors     *prometheus.CounterVec
 	storeDegraded   prometheus.Gauge
 	tokenExpiry     *prometheus.GaugeVec
+	unknownRoutes   prometheus.Counter
 }
 
 // New registers the collectors, the Go runtime's and the process's among
@@ -69,9 +70,13 @@ func New() *Metrics {
 			Name: "authsidecar_token_expiry_timestamp_seconds",
 			Help: "When the route's current token expires (Unix time); alert before it passes.",
 		}, []string{"route"}),
+		unknownRoutes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authsidecar_unknown_route_requests_total",
+			Help: "Calls to a route that is not configured (a typo in a caller's URL, or a scan).",
+		}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.replays, m.refreshes, m.refreshDuration,
-		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry,
+		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -106,6 +111,9 @@ func (m *Metrics) Request(route, method string, status int, d time.Duration) {
 
 // Replay records what followed a 401.
 func (m *Metrics) Replay(route, outcome string) { m.replays.WithLabelValues(route, outcome).Inc() }
+
+// UnknownRoute records a call to a route that is not configured.
+func (m *Metrics) UnknownRoute() { m.unknownRoutes.Inc() }
 
 // Refresh records a refresh and its result.
 func (m *Metrics) Refresh(route, result string, d time.Duration) {

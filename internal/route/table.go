@@ -87,12 +87,13 @@ func (t *Table) Forwarder(name string) (*proxy.Forwarder, bool) {
 }
 
 // Consent returns the consent flow of the route called name, for the
-// consent endpoints.
+// consent endpoints: nil when the route exists but has none.
 func (t *Table) Consent(name string) (*consent.Route, bool) {
-	if r, ok := t.Get(name); ok && r.Consent != nil {
-		return r.Consent, true
+	r, ok := t.Get(name)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	return r.Consent, true
 }
 
 // Unknown is the error for a route name the table does not hold.
