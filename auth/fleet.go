@@ -220,35 +220,6 @@ type Rotating interface {
 	RotatesRefreshTokens() bool
 }
 
-// Save writes tok as the route's token, for every holder of the store.
-func (f *Fleet) Save(ctx context.Context, tok Token) error { return f.save(ctx, tok) }
-
-// Resync writes held back to the store after the store was down, so siblings
-// see it without waiting for the next refresh. A newer token written by a
-// sibling meanwhile is kept.
-func (f *Fleet) Resync(ctx context.Context, held Token) error {
-	if stored, err := f.load(ctx); err == nil && !stored.Obtained.Before(held.Obtained) {
-		f.noteStore(nil)
-		return nil
-	}
-	return f.save(ctx, held)
-}
-
-// Forget deletes the stored token, unless it changed since it was read.
-func (f *Fleet) Forget(ctx context.Context) error {
-	raw, err := f.cfg.Store.Get(ctx, f.cfg.Key)
-	if errors.Is(err, cache.ErrNotFound) {
-		return nil
-	}
-	if err == nil {
-		_, err = f.cfg.Store.CompareAndDelete(ctx, f.cfg.Key, raw)
-	}
-	if err != nil {
-		return fmt.Errorf("forgetting stored token: %w", err)
-	}
-	return nil
-}
-
 // StoreError is the last store failure, nil while the store answers.
 func (f *Fleet) StoreError() error {
 	f.mu.Lock()
@@ -267,14 +238,21 @@ func (f *Fleet) noteStore(err error) {
 }
 
 func (f *Fleet) load(ctx context.Context) (Token, error) {
-	raw, err := f.cfg.Store.Get(ctx, f.cfg.Key)
-	if errors.Is(err, cache.ErrNotFound) && f.cfg.LegacyKey != "" {
-		raw, err = f.cfg.Store.Get(ctx, f.cfg.LegacyKey)
-	}
+	raw, err := f.loadRaw(ctx)
 	if err != nil {
 		return Token{}, fmt.Errorf("reading stored token: %w", err)
 	}
 	return decodeStoredToken(raw)
+}
+
+// loadRaw reads the stored token's bytes, from the legacy key when the
+// current one holds nothing.
+func (f *Fleet) loadRaw(ctx context.Context) ([]byte, error) {
+	raw, err := f.cfg.Store.Get(ctx, f.cfg.Key)
+	if errors.Is(err, cache.ErrNotFound) && f.cfg.LegacyKey != "" {
+		raw, err = f.cfg.Store.Get(ctx, f.cfg.LegacyKey)
+	}
+	return raw, err
 }
 
 func (f *Fleet) save(ctx context.Context, tok Token) error {

@@ -174,18 +174,6 @@ func (k *Keeper) Status() Status {
 	return s
 }
 
-// Resync writes the token held back to the store, after the store was down:
-// siblings see it again without waiting for the next refresh.
-func (k *Keeper) Resync(ctx context.Context) error {
-	k.mu.Lock()
-	tok, ok := k.cur, k.servable(k.cur, k.cfg.Clock.Now())
-	k.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	return k.cfg.Source.Resync(ctx, tok)
-}
-
 func (k *Keeper) servable(t Token, now time.Time) bool {
 	return t.Valid(now) && t.AccessToken != k.rejected
 }
@@ -262,32 +250,6 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 	} else {
 		k.log.Info("token obtained", fields...)
 	}
-}
-
-// Store writes tok as the route's token, as the consent flow does after a
-// code exchange, and serves it from now on.
-func (k *Keeper) Store(ctx context.Context, tok Token) error {
-	if tok.Obtained.IsZero() {
-		tok.Obtained = k.cfg.Clock.Now()
-	}
-	if err := k.cfg.Source.Save(ctx, tok); err != nil {
-		return err
-	}
-	k.mu.Lock()
-	k.cur, k.rejected, k.failures, k.lastErr, k.retryAt = tok, "", 0, nil, time.Time{}
-	k.mu.Unlock()
-	k.cfg.Observer.TokenExpiry(k.cfg.Route, tok.Expiry)
-	return nil
-}
-
-// Forget drops the route's token from memory and the store, after it was
-// revoked.
-func (k *Keeper) Forget(ctx context.Context) error {
-	k.mu.Lock()
-	k.cur, k.rejected = Token{}, ""
-	k.mu.Unlock()
-	k.cfg.Observer.TokenExpiry(k.cfg.Route, time.Time{})
-	return k.cfg.Source.Forget(ctx)
 }
 
 // backoff is exponential with jitter, so replicas that failed together do

@@ -281,3 +281,60 @@ func TestConsentFlowViewneoAndVeem(t *testing.T) {
 		})
 	}
 }
+
+// Regression: a state obtained while the route was not connected was still
+// accepted after the route was connected, so anyone who reached /start
+// could swap the route onto their own vendor account later.
+func TestConsentStartedUnconnectedCannotReplaceAConnection(t *testing.T) {
+	v := setupViadeo(t, nil, false)
+
+	// An attacker starts consent while the route is unconnected and keeps
+	// the callback for later.
+	attacker := newBrowser(t)
+	attacker.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		attacker.last = req.URL
+		if req.URL.Path == "/oauth/viadeo/callback" {
+			return http.ErrUseLastResponse // hold the callback
+		}
+		return nil
+	}
+	resp, err := attacker.Get(v.side.url + "/oauth/viadeo/start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	held := attacker.last
+	if held == nil || held.Path != "/oauth/viadeo/callback" {
+		t.Fatalf("no callback held: %v", held)
+	}
+
+	// The operator connects the route.
+	if status, page := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start"); status != http.StatusOK {
+		t.Fatalf("operator's consent: %d %s", status, page)
+	}
+	before := call(t, "GET", v.side.url+"/viadeo/me", nil, nil).echo(t).Query
+
+	// The attacker's callback is refused, and the connection is kept.
+	attacker.CheckRedirect = nil
+	status, page := attacker.get(t, held.String())
+	if status != http.StatusConflict || !strings.Contains(page, "Already connected") {
+		t.Fatalf("held callback after the route was connected: %d %s", status, page)
+	}
+	if after := call(t, "GET", v.side.url+"/viadeo/me", nil, nil).echo(t).Query; after != before {
+		t.Fatal("the held consent replaced the route's connection")
+	}
+}
+
+// Regression: the admin token was taken from the query string, where it
+// ends up in history, logs and Referer headers.
+func TestAdminTokenIsNotTakenFromTheQuery(t *testing.T) {
+	v := setupViadeo(t, map[string]string{"ADMIN_TOKEN": "operator-secret"}, false)
+	if status, _ := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start?admin_token=operator-secret"); status != http.StatusUnauthorized {
+		t.Fatalf("admin token in the query: %d, want 401", status)
+	}
+	req, _ := http.NewRequest("GET", v.side.url+"/oauth/viadeo/start", nil)
+	req.Header.Set("X-Authsidecar-Admin-Token", "operator-secret")
+	if resp, err := newBrowser(t).Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin token in its header: %v %v", resp, err)
+	}
+}

@@ -42,7 +42,19 @@ type Route struct {
 type Keeper interface {
 	Token(ctx context.Context) (auth.Token, error)
 	Store(ctx context.Context, tok auth.Token) error
+	// Connection names the stored token; StoreIfUnchanged stores only
+	// while it is still the one named, atomically for the fleet.
+	Connection(ctx context.Context) (string, error)
+	StoreIfUnchanged(ctx context.Context, tok auth.Token, connection string) (bool, error)
 }
+
+// A pending state records who started it: the operator (who may replace a
+// connection), or anyone while the route was not connected, with the
+// connection seen then (which must still be there when consent finishes).
+const (
+	startedByOperator  = "operator"
+	startedUnconnected = "unconnected:"
+)
 
 // NewRoute checks that a route with a redirect URL can run the consent flow
 // and describes it. Errors name the route's variable (prefix + setting).
@@ -126,19 +138,23 @@ func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 			page(w, http.StatusUnauthorized, "Not allowed", "Starting consent for "+route.Name+" needs the operator's ADMIN_TOKEN (as the password).")
 			return
 		}
-	} else if _, err := route.Keeper.Token(r.Context()); err == nil {
-		page(w, http.StatusConflict, "Already connected",
-			"Route "+route.Name+" has a working connection. To replace it, set ADMIN_TOKEN on the sidecar and start again with it.")
-		return
-	} else if auth.KindOf(err) == auth.Unavailable {
-		page(w, http.StatusServiceUnavailable, "Try again later",
-			"Cannot tell whether route "+route.Name+"'s connection works: "+err.Error())
-		return
+	}
+	started := startedByOperator
+	if c.adminToken == "" {
+		var err error
+		if started, err = c.unconnected(r.Context(), route); err != nil {
+			var f *failure
+			if !errors.As(err, &f) {
+				f = &failure{Status: http.StatusServiceUnavailable, Title: "Try again later", Detail: "The sidecar could not read the route's connection."}
+			}
+			page(w, f.Status, f.Title, f.Detail)
+			return
+		}
 	}
 
 	state, err := newState()
 	if err == nil {
-		err = c.states.Set(r.Context(), stateKey(route.Name, state), []byte("pending"), stateTTL)
+		err = c.states.Set(r.Context(), stateKey(route.Name, state), []byte(started), stateTTL)
 	}
 	if err != nil {
 		c.log.Error("starting consent failed", zap.String("route", route.Name), zap.Error(err))
@@ -153,13 +169,36 @@ func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 	http.Redirect(w, r, authorizeURL(route, state), http.StatusFound)
 }
 
+// unconnected checks that route has no working connection, which anyone
+// may then make, and returns the state's record of it.
+func (c *Flow) unconnected(ctx context.Context, route *Route) (string, error) {
+	if _, err := route.Keeper.Token(ctx); err == nil {
+		return "", &failure{Status: http.StatusConflict, Title: "Already connected",
+			Detail: "Route " + route.Name + " has a working connection. To replace it, set ADMIN_TOKEN on the sidecar and start again with it."}
+	} else if auth.KindOf(err) == auth.Unavailable {
+		return "", &failure{Status: http.StatusServiceUnavailable, Title: "Try again later",
+			Detail: "Cannot tell whether route " + route.Name + "'s connection works: " + err.Error()}
+	}
+	connection, err := route.Keeper.Connection(ctx)
+	if err != nil {
+		return "", err
+	}
+	return startedUnconnected + connection, nil
+}
+
+// adminPresented checks the operator's ADMIN_TOKEN, given as the Basic
+// password (a browser asks for it) or in the AdminTokenHeader. Never from
+// the query string: it would end up in history, logs and Referer headers.
 func (c *Flow) adminPresented(r *http.Request) bool {
-	presented := r.URL.Query().Get("admin_token")
+	presented := r.Header.Get(AdminTokenHeader)
 	if _, pass, ok := r.BasicAuth(); ok {
 		presented = pass
 	}
 	return presented != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(c.adminToken)) == 1
 }
+
+// AdminTokenHeader carries the operator's ADMIN_TOKEN for programs.
+const AdminTokenHeader = "X-Authsidecar-Admin-Token"
 
 // authorizeURL is where a person is sent to consent: the vendor's authorize
 // endpoint with client_id, redirect_uri, response_type=code and state.
@@ -199,9 +238,15 @@ type failure struct {
 
 func (f *failure) Error() string { return f.Title + ": " + f.Detail }
 
+// errReplaced is consent that would replace a connection made after it
+// started, which only the operator may do.
+var errReplaced = &failure{Status: http.StatusConflict, Title: "Already connected",
+	Detail: "The route was connected while this consent was under way; that connection is kept. To replace it, the operator sets ADMIN_TOKEN and starts again with it."}
+
 // finish checks a callback's vendor error and code, exchanges the code and
-// stores the tokens. The caller has already checked the state.
-func finish(ctx context.Context, route *Route, q url.Values) error {
+// stores the tokens. The caller has already checked the state; started is
+// what it recorded (see startedByOperator).
+func finish(ctx context.Context, route *Route, q url.Values, started string) error {
 	if vendorErr := q.Get("error"); vendorErr != "" {
 		detail := vendorErr
 		if d := q.Get("error_description"); d != "" {
@@ -217,12 +262,28 @@ func finish(ctx context.Context, route *Route, q url.Values) error {
 	if code == "" {
 		return &failure{Status: http.StatusBadRequest, Title: "Not connected", Detail: "The callback has no code."}
 	}
+	connection, guarded := strings.CutPrefix(started, startedUnconnected)
+	if guarded {
+		// Checked before the code is spent, and again atomically below.
+		if now, err := route.Keeper.Connection(ctx); err != nil || now != connection {
+			return errReplaced
+		}
+	}
 	tok, err := route.Exchanger.Exchange(ctx, code, route.RedirectURL)
 	if err != nil {
 		return &failure{Status: http.StatusBadGateway, Title: "Not connected", Detail: "Exchanging the code failed: " + err.Error()}
 	}
-	if err := route.Keeper.Store(ctx, tok); err != nil {
+	stored := true
+	if guarded {
+		stored, err = route.Keeper.StoreIfUnchanged(ctx, tok, connection)
+	} else {
+		err = route.Keeper.Store(ctx, tok)
+	}
+	if err != nil {
 		return &failure{Status: http.StatusServiceUnavailable, Title: "Not connected", Detail: "Storing the tokens failed: " + err.Error()}
+	}
+	if !stored {
+		return errReplaced
 	}
 	return nil
 }
@@ -239,8 +300,13 @@ func (c *Flow) callback(w http.ResponseWriter, r *http.Request, route *Route) {
 		page(w, http.StatusBadRequest, "State mismatch", "This callback does not belong to a consent started in this browser. Start again at /oauth/"+route.Name+"/start.")
 		return
 	}
-	deleted, err := c.states.CompareAndDelete(r.Context(), stateKey(route.Name, state), []byte("pending"))
-	if err != nil {
+	key := stateKey(route.Name, state)
+	started, err := c.states.Get(r.Context(), key)
+	deleted := false
+	if err == nil {
+		deleted, err = c.states.CompareAndDelete(r.Context(), key, started)
+	}
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
 		page(w, http.StatusServiceUnavailable, "Try again later", "The sidecar could not check the consent request.")
 		return
 	}
@@ -248,7 +314,7 @@ func (c *Flow) callback(w http.ResponseWriter, r *http.Request, route *Route) {
 		page(w, http.StatusBadRequest, "Link used or expired", "This consent was already completed or has expired. Start again at /oauth/"+route.Name+"/start.")
 		return
 	}
-	if err := finish(r.Context(), route, q); err != nil {
+	if err := finish(r.Context(), route, q, string(started)); err != nil {
 		var f *failure
 		if !errors.As(err, &f) {
 			f = &failure{Status: http.StatusInternalServerError, Title: "Not connected", Detail: err.Error()}

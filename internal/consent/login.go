@@ -41,7 +41,8 @@ func Login(ctx context.Context, route *Route, prefix string, out io.Writer) erro
 			http.Error(w, "state mismatch: this callback is not from the login in progress", http.StatusBadRequest)
 			return
 		}
-		err := finish(r.Context(), route, r.URL.Query())
+		// The operator runs login: it may replace a connection.
+		err := finish(r.Context(), route, r.URL.Query(), startedByOperator)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 		} else {
