@@ -17,7 +17,13 @@ type Memory struct {
 
 	mu      sync.Mutex
 	entries map[string]memoryEntry
+	// sweptAt is when expired entries were last purged: entries nobody
+	// reads again (consent states, locks) must not stay forever.
+	sweptAt time.Time
 }
+
+// sweepEvery is how often writes purge expired entries.
+const sweepEvery = time.Minute
 
 type memoryEntry struct {
 	value   []byte
@@ -74,9 +80,26 @@ func (m *Memory) Set(ctx context.Context, key string, value []byte, ttl time.Dur
 	}
 	m.mu.Lock()
 	m.entries[key] = e
+	m.sweepLocked()
 	m.mu.Unlock()
 	return nil
 }
+
+// sweepLocked purges expired entries, at most once per sweepEvery: a write
+// pays for it, amortized over the writes of a minute.
+func (m *Memory) sweepLocked() {
+	now := m.now.Now()
+	if now.Sub(m.sweptAt) < sweepEvery {
+		return
+	}
+	m.sweptAt = now
+	for k, e := range m.entries {
+		if e.expired(now) {
+			delete(m.entries, k)
+		}
+	}
+}
+
 
 // CompareAndDelete implements Store.
 func (m *Memory) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {

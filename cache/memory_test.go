@@ -1,6 +1,9 @@
 package cache_test
 
 import (
+	"context"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -18,4 +21,37 @@ func TestMemoryStore(t *testing.T) {
 		},
 		Advance: func(t *testing.T, d time.Duration) { clock.Advance(d) },
 	})
+}
+
+// Regression: the in-process store never purged expired entries; 206k
+// consent states kept 44 MB after they expired.
+func TestMemoryPurgesExpiredEntries(t *testing.T) {
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	m := cache.NewMemoryWithClock(clock.Now)
+	ctx := context.Background()
+	value := make([]byte, 1<<10)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	for i := range 50_000 {
+		if err := m.Set(ctx, fmt.Sprintf("consent-state:%d", i), value, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := heap()
+	if full-before < 40<<20 {
+		t.Fatalf("the entries took only %d bytes; the test measures nothing", full-before)
+	}
+	clock.Advance(2 * time.Minute)
+	if err := m.Set(ctx, "one-more", value, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if after := heap(); after > before+(full-before)/4 {
+		t.Fatalf("heap %d MiB after every entry expired (%d MiB full, %d MiB before)", after>>20, full>>20, before>>20)
+	}
+	runtime.KeepAlive(m)
 }

@@ -7,14 +7,27 @@ import (
 	"sync/atomic"
 )
 
-// bufferPool recycles the buffers that keep request bodies for replay.
+// bufferPool recycles the buffers that keep request bodies for replay, and
+// bounds the memory they hold across all calls: past the budget, a body is
+// streamed and not replayed, so concurrent uploads cannot exhaust memory.
 type bufferPool struct {
-	pool sync.Pool
-	max  int64
+	pool   sync.Pool
+	max    int64
+	budget int64
+	inUse  atomic.Int64
 }
 
-func newBufferPool(max int64) *bufferPool {
-	return &bufferPool{max: max, pool: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+func newBufferPool(max, budget int64) *bufferPool {
+	return &bufferPool{max: max, budget: budget, pool: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+}
+
+// reserve takes n bytes of the budget, or reports that they are not there.
+func (p *bufferPool) reserve(n int64) bool {
+	if p.inUse.Add(n) > p.budget {
+		p.inUse.Add(-n)
+		return false
+	}
+	return true
 }
 
 func (p *bufferPool) get() *bytes.Buffer { return p.pool.Get().(*bytes.Buffer) }
@@ -35,14 +48,16 @@ func (p *bufferPool) put(b *bytes.Buffer) {
 // back to the pool only when every reader was closed and the round trip is
 // over: reference counting, one reference per reader plus the round trip's.
 type replayBuffer struct {
-	pool *bufferPool
-	buf  *bytes.Buffer
-	refs atomic.Int32
+	pool     *bufferPool
+	buf      *bytes.Buffer
+	refs     atomic.Int32
+	reserved int64 // bytes of the pool's budget this buffer holds
 }
 
 func (b *replayBuffer) release() {
 	if b.refs.Add(-1) == 0 {
 		b.pool.put(b.buf)
+		b.pool.inUse.Add(-b.reserved)
 	}
 }
 
@@ -83,12 +98,21 @@ func (o *overflowBody) Close() error {
 	return o.rest.Close()
 }
 
-// bufferBody reads up to the pool's limit of body. It returns a replayBuffer
-// holding the whole body when it fits, or nil and a body that streams the
-// read part and the rest when it does not. The returned buffer holds one
-// reference for the caller, who must release it when the round trip is over.
-func (p *bufferPool) bufferBody(body io.ReadCloser) (*replayBuffer, io.ReadCloser, error) {
-	rb := &replayBuffer{pool: p, buf: p.get()}
+// bufferBody reads up to the pool's limit of body, whose declared length is
+// declared (-1: unknown). It returns a replayBuffer holding the whole body
+// when it fits, or nil and a body that streams the read part and the rest
+// when it does not, or the body untouched when the budget is spent. The
+// returned buffer holds one reference for the caller, who must release it
+// when the round trip is over.
+func (p *bufferPool) bufferBody(body io.ReadCloser, declared int64) (*replayBuffer, io.ReadCloser, error) {
+	want := p.max + 1 // reading one byte past the limit tells an overflow
+	if declared >= 0 && declared < want {
+		want = declared
+	}
+	if !p.reserve(want) {
+		return nil, body, nil
+	}
+	rb := &replayBuffer{pool: p, buf: p.get(), reserved: want}
 	rb.refs.Store(1)
 	n, err := rb.buf.ReadFrom(io.LimitReader(body, p.max+1))
 	if err != nil {

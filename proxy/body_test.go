@@ -27,9 +27,9 @@ func TestBufferBodyReadsAtMostTheLimit(t *testing.T) {
 	payload := make([]byte, 10<<20)
 	rand.Read(payload)
 	src := &countingReader{r: bytes.NewReader(payload)}
-	pool := newBufferPool(limit)
+	pool := newBufferPool(limit, 1<<30)
 
-	kept, streamed, err := pool.bufferBody(src)
+	kept, streamed, err := pool.bufferBody(src, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +47,8 @@ func TestBufferBodyReadsAtMostTheLimit(t *testing.T) {
 }
 
 func TestReplayBufferReturnsToPoolOnlyWhenAllReadersClosed(t *testing.T) {
-	pool := newBufferPool(1 << 10)
-	kept, _, err := pool.bufferBody(io.NopCloser(bytes.NewReader([]byte("hello"))))
+	pool := newBufferPool(1<<10, 1<<30)
+	kept, _, err := pool.bufferBody(io.NopCloser(bytes.NewReader([]byte("hello"))), -1)
 	if err != nil || kept == nil {
 		t.Fatalf("small body not kept: %v", err)
 	}

@@ -39,6 +39,10 @@ type Forwarder struct {
 type EngineOptions struct {
 	// MaxReplayBytes is the largest request body kept for a replay after 401.
 	MaxReplayBytes int64
+	// ReplayBudgetBytes bounds the memory all calls' kept bodies hold
+	// together; past it, bodies stream and are not replayed. Zero means
+	// 64 MiB.
+	ReplayBudgetBytes int64
 	// Transport sends requests upstream; nil means NewUpstreamTransport's.
 	Transport http.RoundTripper
 	// ForwardedHeaders adds X-Forwarded-For/Host/Proto. Off by default: they
@@ -63,7 +67,10 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	if opts.MaxReplayBytes < 0 {
 		return nil, errors.New("max replay bytes must not be negative")
 	}
-	e := &Engine{transport: opts.Transport, pool: newBufferPool(opts.MaxReplayBytes),
+	if opts.ReplayBudgetBytes <= 0 {
+		opts.ReplayBudgetBytes = 64 << 20
+	}
+	e := &Engine{transport: opts.Transport, pool: newBufferPool(opts.MaxReplayBytes, opts.ReplayBudgetBytes),
 		forwarded: opts.ForwardedHeaders, log: opts.Logger, clock: opts.Clock}
 	if e.transport == nil {
 		e.transport = NewUpstreamTransport(30 * time.Second)

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -41,8 +42,11 @@ type Options struct {
 	Metrics http.Handler
 	// Observer, when set, is told of every proxied call, for metrics.
 	Observer Observer
-	Logger   *zap.Logger
-	Clock    clock.Clock
+	// BodyIdleTimeout bounds how long a caller's upload may stall between
+	// reads; zero means 30 seconds.
+	BodyIdleTimeout time.Duration
+	Logger          *zap.Logger
+	Clock           clock.Clock
 }
 
 // Handler is the sidecar's http.Handler.
@@ -55,6 +59,7 @@ type Handler struct {
 	clientKeys [][]byte
 	log        *zap.Logger
 	clock      clock.Clock
+	bodyIdle   time.Duration
 	notReady   atomic.Bool
 }
 
@@ -71,6 +76,10 @@ func New(opts Options) (*Handler, error) {
 		observer: opts.Observer,
 		log:      opts.Logger,
 		clock:    opts.Clock,
+		bodyIdle: opts.BodyIdleTimeout,
+	}
+	if h.bodyIdle <= 0 {
+		h.bodyIdle = 30 * time.Second
 	}
 	if h.log == nil {
 		h.log = zap.NewNop()
@@ -99,6 +108,40 @@ func (h *Handler) clientAllowed(r *http.Request) bool {
 		match |= subtle.ConstantTimeCompare(presented, k)
 	}
 	return match == 1
+}
+
+// refuseBody is for an answer given without reading the caller's body: the
+// connection closes after it instead of draining the body, so a caller that
+// trickles a body it may not send holds nothing.
+func refuseBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+}
+
+// idleBody is a caller's body whose reads must make progress: each read
+// gets idle to return, so a stalled upload ends instead of holding a
+// goroutine and its buffers forever.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		// The body is done: the server's own read of the connection
+		// (which notices a caller that leaves during a long answer)
+		// must not inherit the deadline. After another error the
+		// deadline stays passed, so the server closes the connection
+		// instead of waiting to drain the rest of a stalled body.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // queryFlag reads a boolean query parameter: present and empty, or a true
@@ -215,6 +258,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.clientAllowed(r) {
+		refuseBody(w, r)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "client_key_required",
 			Message: "this sidecar serves only callers that present a client key in the " + ClientKeyHeader + " header"})
 		return
@@ -224,6 +268,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt, ok = h.routes.Forwarder(name)
 	}
 	if !ok {
+		refuseBody(w, r)
 		h.observer.UnknownRoute()
 		h.log.Info("unknown route", zap.String("path", redactedTarget(escaped, r.URL.RawQuery)),
 			zap.String("method", r.Method), requestID(r))
@@ -235,20 +280,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodConnect {
+		refuseBody(w, r)
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Route: name, Message: "CONNECT is not proxied"})
 		return
 	}
 	confined, err := confinePath(rest)
 	if err != nil {
+		refuseBody(w, r)
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
 		return
 	}
 	target, err := upstreamURL(rt.upstream, confined, r.URL.RawQuery)
 	if err != nil {
+		refuseBody(w, r)
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
 		return
 	}
 
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: h.bodyIdle}
+	}
 	c := &call{route: name, target: target}
 	rec := &statusRecorder{ResponseWriter: w}
 	start := h.clock.Now()

@@ -76,7 +76,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	body := req.Body
 	if body != nil && body != http.NoBody && req.ContentLength <= t.pool.max {
 		var err error
-		kept, body, err = t.pool.bufferBody(req.Body)
+		kept, body, err = t.pool.bufferBody(req.Body, req.ContentLength)
 		if err != nil {
 			return nil, &bodyError{err}
 		}

@@ -67,11 +67,12 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		}
 	}()
 	engine, err := proxy.NewEngine(proxy.EngineOptions{
-		MaxReplayBytes:   cfg.MaxReplayBytes,
-		Transport:        proxy.NewUpstreamTransport(cfg.UpstreamTimeout),
-		ForwardedHeaders: cfg.ForwardedHeaders,
-		Logger:           log.Named("proxy"),
-		Clock:            a.clock,
+		MaxReplayBytes:    cfg.MaxReplayBytes,
+		ReplayBudgetBytes: cfg.ReplayBudgetBytes,
+		Transport:         proxy.NewUpstreamTransport(cfg.UpstreamTimeout),
+		ForwardedHeaders:  cfg.ForwardedHeaders,
+		Logger:            log.Named("proxy"),
+		Clock:             a.clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building proxy: %w", err)
@@ -92,14 +93,15 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 			zap.String("upstream", r.Upstream.Redacted()))
 	}
 	a.handler, err = proxy.New(proxy.Options{
-		Routes:     a.routes,
-		OAuth:      consent.NewFlow(a.routes.Consent, a.store, cfg.AdminToken, log.Named("consent")),
-		Detail:     a.readyDetail,
-		ClientKeys: cfg.ClientKeys,
-		Observer:   a.metrics,
-		Metrics:    a.metricsOnMainListener(),
-		Logger:     log.Named("proxy"),
-		Clock:      a.clock,
+		Routes:          a.routes,
+		OAuth:           consent.NewFlow(a.routes.Consent, a.store, cfg.AdminToken, a.clock, log.Named("consent")),
+		Detail:          a.readyDetail,
+		ClientKeys:      cfg.ClientKeys,
+		BodyIdleTimeout: cfg.BodyIdleTimeout,
+		Observer:        a.metrics,
+		Metrics:         a.metricsOnMainListener(),
+		Logger:          log.Named("proxy"),
+		Clock:           a.clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building proxy: %w", err)

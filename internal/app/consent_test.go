@@ -338,3 +338,34 @@ func TestAdminTokenIsNotTakenFromTheQuery(t *testing.T) {
 		t.Fatalf("admin token in its header: %v %v", resp, err)
 	}
 }
+
+// Regression: /oauth/ROUTE/start could be flooded (206k states). Pending
+// states are bounded per route.
+func TestConsentStartsAreBounded(t *testing.T) {
+	v := setupViadeo(t, nil, false)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var started, refused int
+	for range 150 {
+		resp, err := noFollow.Get(v.side.url + "/oauth/viadeo/start")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusFound:
+			started++
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("start: %d", resp.StatusCode)
+		}
+	}
+	if started != 100 || refused != 50 {
+		t.Fatalf("%d started, %d refused; want 100 and 50", started, refused)
+	}
+	// They expire, and consent can start again.
+	v.clock.Advance(11 * time.Minute)
+	if status, page := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start"); status != http.StatusOK {
+		t.Fatalf("consent after the states expired: %d %s", status, page)
+	}
+}

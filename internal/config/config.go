@@ -18,15 +18,20 @@ import (
 
 // Config is the whole configuration.
 type Config struct {
-	ListenAddr       string        `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
-	RoutesList       string        `env:"ROUTES"`
-	LogLevel         string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat        string        `env:"LOG_FORMAT" envDefault:"json"`
-	MaxReplayBytes   int64         `env:"MAX_REPLAY_BYTES" envDefault:"1048576"`
-	UpstreamTimeout  time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"30s"`
-	TokenTimeout     time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
-	RefreshMargin    time.Duration `env:"REFRESH_MARGIN" envDefault:"60s"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	ListenAddr     string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
+	RoutesList     string `env:"ROUTES"`
+	LogLevel       string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat      string `env:"LOG_FORMAT" envDefault:"json"`
+	MaxReplayBytes int64  `env:"MAX_REPLAY_BYTES" envDefault:"1048576"`
+	// ReplayBudgetBytes bounds the memory every call's kept bodies hold
+	// together; past it, bodies stream and are not replayed.
+	ReplayBudgetBytes int64         `env:"REPLAY_BUDGET_BYTES" envDefault:"67108864"`
+	UpstreamTimeout   time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"30s"`
+	TokenTimeout      time.Duration `env:"TOKEN_TIMEOUT" envDefault:"10s"`
+	RefreshMargin     time.Duration `env:"REFRESH_MARGIN" envDefault:"60s"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	// BodyIdleTimeout ends a caller's upload that stalls this long.
+	BodyIdleTimeout  time.Duration `env:"BODY_IDLE_TIMEOUT" envDefault:"30s"`
 	ShutdownDelay    time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
 	ForwardedHeaders bool          `env:"FORWARDED_HEADERS" envDefault:"false"`
 	RedisURL         string        `env:"REDIS_URL"`
@@ -180,6 +185,10 @@ func parseRouteNames(list string) ([]string, error) {
 	return names, nil
 }
 
+// maxReplayLimit bounds MAX_REPLAY_BYTES: a body that large is held in
+// memory per call, and replaying more is better done by the caller.
+const maxReplayLimit = 64 << 20
+
 func (c *Config) check() error {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -191,8 +200,11 @@ func (c *Config) check() error {
 	default:
 		return fmt.Errorf("LOG_FORMAT: unknown format %q (want json or console)", c.LogFormat)
 	}
-	if c.MaxReplayBytes < 0 {
-		return fmt.Errorf("MAX_REPLAY_BYTES: must not be negative, got %d", c.MaxReplayBytes)
+	if c.MaxReplayBytes < 0 || c.MaxReplayBytes > maxReplayLimit {
+		return fmt.Errorf("MAX_REPLAY_BYTES: must be between 0 and %d (64 MiB), got %d", int64(maxReplayLimit), c.MaxReplayBytes)
+	}
+	if c.ReplayBudgetBytes < c.MaxReplayBytes {
+		return fmt.Errorf("REPLAY_BUDGET_BYTES: must be at least MAX_REPLAY_BYTES (%d), got %d", c.MaxReplayBytes, c.ReplayBudgetBytes)
 	}
 	for _, d := range []struct {
 		name  string
@@ -200,6 +212,7 @@ func (c *Config) check() error {
 	}{
 		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout}, {"TOKEN_TIMEOUT", c.TokenTimeout},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"REFRESH_MARGIN", c.RefreshMargin},
+		{"BODY_IDLE_TIMEOUT", c.BodyIdleTimeout},
 	} {
 		if d.value <= 0 {
 			return fmt.Errorf("%s: must be a positive duration such as 10s, got %s", d.name, d.value)

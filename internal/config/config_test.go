@@ -53,6 +53,9 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ROUTES": "a", "UPSTREAM_TIMEOUT": "0s"}, "UPSTREAM_TIMEOUT"},
 		{map[string]string{"ROUTES": "a", "MAX_REPLAY_BYTES": "1MB"}, "MAX_REPLAY_BYTES"},
 		{map[string]string{"ROUTES": "a", "MAX_REPLAY_BYTES": "-1"}, "MAX_REPLAY_BYTES"},
+		// Regression: a huge value overflowed and dropped every body.
+		{map[string]string{"ROUTES": "a", "MAX_REPLAY_BYTES": "9223372036854775807"}, "MAX_REPLAY_BYTES"},
+		{map[string]string{"ROUTES": "a", "REPLAY_BUDGET_BYTES": "1000"}, "REPLAY_BUDGET_BYTES"},
 		{map[string]string{"ROUTES": "a", "LOG_LEVEL": "verbose"}, "LOG_LEVEL"},
 		{map[string]string{"ROUTES": "a", "LOG_FORMAT": "xml"}, "LOG_FORMAT"},
 		{map[string]string{"ROUTES": "a", "FORWARDED_HEADERS": "maybe"}, "FORWARDED_HEADERS"},

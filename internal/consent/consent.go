@@ -6,11 +6,7 @@ package consent
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -23,6 +19,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/vendortext"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -47,14 +44,6 @@ type Keeper interface {
 	Connection(ctx context.Context) (string, error)
 	StoreIfUnchanged(ctx context.Context, tok auth.Token, connection string) (bool, error)
 }
-
-// A pending state records who started it: the operator (who may replace a
-// connection), or anyone while the route was not connected, with the
-// connection seen then (which must still be there when consent finishes).
-const (
-	startedByOperator  = "operator"
-	startedUnconnected = "unconnected:"
-)
 
 // NewRoute checks that a route with a redirect URL can run the consent flow
 // and describes it. Errors name the route's variable (prefix + setting).
@@ -81,21 +70,21 @@ type Flow struct {
 	states     cache.Store
 	adminToken string
 	log        *zap.Logger
+	clock      clock.Clock
+	pending    pendingStates
 }
-
-// stateTTL is how long a consent started has to finish.
-const stateTTL = 10 * time.Minute
 
 // NewFlow returns the consent flow for the routes lookup finds: ok says the
 // route exists, and its *Route is nil when it has no consent flow. With
 // adminToken set, starting consent needs it; without, consent is refused
 // for a route whose connection works, so nobody can swap the sidecar onto
 // their own account.
-func NewFlow(lookup func(name string) (*Route, bool), states cache.Store, adminToken string, log *zap.Logger) *Flow {
+func NewFlow(lookup func(name string) (*Route, bool), states cache.Store, adminToken string, now clock.Clock, log *zap.Logger) *Flow {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Flow{lookup: lookup, states: states, adminToken: adminToken, log: log}
+	return &Flow{lookup: lookup, states: states, adminToken: adminToken, log: log, clock: now,
+		pending: pendingStates{byRoute: map[string][]time.Time{}}}
 }
 
 func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -124,13 +113,6 @@ func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func stateCookie(route string) string { return "authsidecar_consent_" + route }
-
-func stateKey(route, state string) string {
-	sum := sha256.Sum256([]byte(state))
-	return "consent-state:" + route + ":" + hex.EncodeToString(sum[:])
-}
-
 func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 	if c.adminToken != "" {
 		if !c.adminPresented(r) {
@@ -152,6 +134,11 @@ func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 		}
 	}
 
+	if !c.pending.admit(route.Name, c.clock.Now()) {
+		page(w, http.StatusTooManyRequests, "Too many consents in progress",
+			"Route "+route.Name+" has too many consents started and not finished. Try again in a few minutes.")
+		return
+	}
 	state, err := newState()
 	if err == nil {
 		err = c.states.Set(r.Context(), stateKey(route.Name, state), []byte(started), stateTTL)
@@ -217,16 +204,6 @@ func authorizeURL(route *Route, state string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// newState makes a consent state: 32 random bytes, unguessable and
-// single-use. The consent endpoints and the operator's login both use it.
-func newState() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("making state: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // failure is why a callback did not connect the route.
