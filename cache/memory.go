@@ -100,7 +100,6 @@ func (m *Memory) sweepLocked() {
 	}
 }
 
-
 // CompareAndDelete implements Store.
 func (m *Memory) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
 	if err := ctx.Err(); err != nil {
