@@ -46,6 +46,7 @@ func OpenRedis(rawURL, mode string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, redisURLError(err)
 		}
+		opts.ContextTimeoutEnabled = true // the store's deadlines reach the wire
 		return redis.NewClient(opts), nil
 	case RedisSentinel:
 		opts, err := redis.ParseFailoverURL(rawURL)
@@ -55,12 +56,14 @@ func OpenRedis(rawURL, mode string) (redis.UniversalClient, error) {
 		if opts.MasterName == "" {
 			return nil, errors.New("a Sentinel URL needs ?master_name=NAME")
 		}
+		opts.ContextTimeoutEnabled = true
 		return redis.NewFailoverClient(opts), nil
 	case RedisCluster:
 		opts, err := redis.ParseClusterURL(rawURL)
 		if err != nil {
 			return nil, redisURLError(err)
 		}
+		opts.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(opts), nil
 	}
 	return nil, fmt.Errorf("unknown Redis mode %q (want single, sentinel or cluster)", mode)

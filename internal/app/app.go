@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -33,8 +34,10 @@ type App struct {
 	store     cache.LockingStore
 	storeKind string
 	metrics   *metrics.Metrics
-	// storeDegraded is set while the store does not answer.
+	// storeDegraded is set while the store does not answer, or not in
+	// time; storeCause says which.
 	storeDegraded atomic.Bool
+	storeCause    atomic.Value // string
 	routes        *route.Table
 	handler       *proxy.Handler
 }
@@ -135,7 +138,8 @@ func openStore(cfg *config.Config) (cache.LockingStore, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("REDIS_URL: %w", err)
 	}
-	return cache.NewSealed(cache.NewRedis(client, cfg.RedisKeyPrefix), sealer), "redis", nil
+	sealed := cache.NewSealed(cache.NewRedis(client, cfg.RedisKeyPrefix), sealer)
+	return cache.WithDeadline(sealed, cfg.StoreTimeout), "redis", nil
 }
 
 // readyDetail is what /readyz says beyond ready: the store's state, and
@@ -145,7 +149,8 @@ func (a *App) readyDetail(verbose bool) map[string]any {
 	if _, remote := a.store.(cache.Pinger); remote && a.storeKind != "memory" {
 		d["store_state"] = "ok"
 		if a.storeDegraded.Load() {
-			d["store_state"] = "degraded: serving tokens from memory"
+			cause, _ := a.storeCause.Load().(string)
+			d["store_state"] = "degraded: " + cause + "; serving tokens from memory"
 		}
 	}
 	if verbose {
@@ -180,15 +185,20 @@ func (a *App) watchStore(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		pingCtx, cancel := context.WithTimeout(ctx, every)
-		err := pinger.Ping(pingCtx)
-		cancel()
+		// The store's own deadline (STORE_TIMEOUT) bounds the ping, so a
+		// store too slow for callers is reported as such.
+		err := pinger.Ping(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil && !a.storeDegraded.Swap(true):
+			cause := "Redis does not answer"
+			if errors.Is(err, cache.ErrSlow) {
+				cause = fmt.Sprintf("Redis answers slower than STORE_TIMEOUT (%s)", a.cfg.StoreTimeout)
+			}
+			a.storeCause.Store(cause)
 			a.metrics.StoreDegraded(true)
-			a.log.Warn("token store degraded: Redis does not answer; serving tokens from memory", zap.Error(err))
+			a.log.Warn("token store degraded: "+cause+"; serving tokens from memory", zap.Error(err))
 		case err == nil && a.storeDegraded.Swap(false):
 			a.metrics.StoreDegraded(false)
 			a.log.Info("token store back: writing tokens through again")

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -116,4 +118,69 @@ func TestRedisMessagesGoThroughTheLogger(t *testing.T) {
 	defer cancel()
 	a.routes.All()[0].Keeper.Token(ctx)
 	logs.WaitFor(t, `"logger":"redis"`)
+}
+
+// slowProxy forwards TCP to target, holding every answer for delay: a Redis
+// that answers, but too slowly.
+func slowProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if err != nil {
+						return
+					}
+					time.Sleep(delay)
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// Regression: a Redis answering in 1.5 s stalled calls for 6 s and then
+// failed client-credentials routes, blaming the token endpoint. Each store
+// operation has a deadline; a slow store counts as down, and /readyz says
+// why.
+func TestSlowRedisCountsAsDown(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Now())
+	veem := emulators.NewVeem(vendorOptions(clock))
+	a, side := sidecar(t, map[string]string{
+		"ROUTES": "veem", "VEEM_UPSTREAM_URL": serve(t, veem), "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret,
+		"REDIS_URL": "redis://" + slowProxy(t, mr.Addr(), 1500*time.Millisecond), "TOKEN_ENCRYPTION_KEY": testKey,
+		"STORE_TIMEOUT": "200ms",
+	}, clock)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go a.watchStore(ctx, 50*time.Millisecond)
+
+	start := time.Now()
+	call(t, "GET", side+"/veem/veem/v1.0/hello", nil, nil).echo(t)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("a call took %s behind a slow Redis", took)
+	}
+	waitForState(t, side, "degraded: Redis answers slower than STORE_TIMEOUT")
 }

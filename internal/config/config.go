@@ -37,6 +37,9 @@ type Config struct {
 	RedisURL         string        `env:"REDIS_URL"`
 	RedisMode        string        `env:"REDIS_MODE" envDefault:"single"`
 	RedisKeyPrefix   string        `env:"REDIS_KEY_PREFIX" envDefault:"authsidecar:"`
+	// StoreTimeout bounds each operation on the shared store; a store
+	// slower than this counts as down.
+	StoreTimeout time.Duration `env:"STORE_TIMEOUT" envDefault:"500ms"`
 	// The keys are kept as given; Keys() decodes them.
 	TokenEncryptionKey         string `env:"TOKEN_ENCRYPTION_KEY"`
 	TokenEncryptionKeyPrevious string `env:"TOKEN_ENCRYPTION_KEY_PREVIOUS"`
@@ -212,7 +215,7 @@ func (c *Config) check() error {
 	}{
 		{"UPSTREAM_TIMEOUT", c.UpstreamTimeout}, {"TOKEN_TIMEOUT", c.TokenTimeout},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"REFRESH_MARGIN", c.RefreshMargin},
-		{"BODY_IDLE_TIMEOUT", c.BodyIdleTimeout},
+		{"BODY_IDLE_TIMEOUT", c.BodyIdleTimeout}, {"STORE_TIMEOUT", c.StoreTimeout},
 	} {
 		if d.value <= 0 {
 			return fmt.Errorf("%s: must be a positive duration such as 10s, got %s", d.name, d.value)
