@@ -32,7 +32,11 @@ type FleetConfig struct {
 	Margin time.Duration
 	// LockTTL bounds how long a crashed replica can hold the refresh lock;
 	// it must outlive one refresh. Zero means 15 seconds.
-	LockTTL  time.Duration
+	LockTTL time.Duration
+	// Recovery, when set, is shared by the routes of a replica: while it
+	// settles after the store lost its data, a rotating grant waits for
+	// the fleet's newest refresh token instead of refreshing.
+	Recovery *Recovery
 	Clock    clock.Clock
 	Logger   *zap.Logger
 	Observer Observer
@@ -105,6 +109,22 @@ func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok To
 			f.log.Warn("stored token does not open with the configured keys; getting a new one", zap.Error(err))
 		case !errors.Is(err, cache.ErrNotFound):
 			return f.obtainWithoutStore(ctx, prev, err)
+		case f.rotates() && prev.RefreshToken != "" && !prev.Obtained.IsZero():
+			// This replica held a token the store should hold: the
+			// store lost its data, even if no ping noticed.
+			f.log.Warn("the token store lost this route's token; waiting for the fleet to write its newest back before refreshing")
+			f.cfg.Recovery.Begin()
+		}
+		if f.rotates() && f.cfg.Recovery.Settling() {
+			if prev.RefreshToken != "" {
+				if err := f.Resync(ctx, prev); err != nil {
+					f.log.Warn("writing the held token back failed", zap.Error(err))
+				}
+			}
+			if err := f.cfg.Recovery.Wait(ctx); err != nil {
+				return Token{}, false, err
+			}
+			continue // the store now holds the fleet's newest token
 		}
 
 		err = f.cfg.Locker.TryLock(ctx, f.lockKey(), owner, f.cfg.LockTTL)
@@ -122,6 +142,12 @@ func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok To
 			return f.obtainWithoutStore(ctx, prev, err)
 		}
 	}
+}
+
+// rotates reports whether the grant's refresh tokens are single-use.
+func (f *Fleet) rotates() bool {
+	r, ok := f.cfg.Grant.(Rotating)
+	return ok && r.RotatesRefreshTokens()
 }
 
 // newer is whichever of held and stored was obtained later: the store may
@@ -178,7 +204,7 @@ func (f *Fleet) obtainHoldingLock(ctx context.Context, owner string, prev Token,
 // replicas presenting one refresh token would get the whole family revoked.
 func (f *Fleet) obtainWithoutStore(ctx context.Context, prev Token, storeErr error) (Token, bool, error) {
 	f.noteStore(storeErr)
-	if r, ok := f.cfg.Grant.(Rotating); ok && r.RotatesRefreshTokens() {
+	if f.rotates() {
 		return Token{}, false, fmt.Errorf("token store unavailable (%v); this route's refresh tokens rotate, and refreshing without the fleet's lock could get them revoked", storeErr)
 	}
 	f.log.Warn("token store unavailable; refreshing without the fleet's lock", zap.Error(storeErr))
@@ -212,12 +238,6 @@ func (f *Fleet) fetch(ctx context.Context, prev Token, rejected string) (Token, 
 		tok.Obtained = f.cfg.Clock.Now()
 	}
 	return tok, false, nil
-}
-
-// Rotating is a grant that can say whether its refresh tokens are
-// single-use, which forbids refreshing without the fleet's lock.
-type Rotating interface {
-	RotatesRefreshTokens() bool
 }
 
 // StoreError is the last store failure, nil while the store answers.

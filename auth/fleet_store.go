@@ -18,15 +18,45 @@ import (
 // Save writes tok as the route's token, for every holder of the store.
 func (f *Fleet) Save(ctx context.Context, tok Token) error { return f.save(ctx, tok) }
 
-// Resync writes held back to the store after the store was down, so siblings
-// see it without waiting for the next refresh. A newer token written by a
-// sibling meanwhile is kept.
+// Resync writes held back to the store after the store was down or lost its
+// data, so siblings see it without waiting for the next refresh. The newest
+// wins: a token a sibling obtained later is kept. Checked and written under
+// the fleet's lock, so two replicas writing back at once cannot leave the
+// older refresh token in the store.
 func (f *Fleet) Resync(ctx context.Context, held Token) error {
-	if stored, err := f.load(ctx); err == nil && !stored.Obtained.Before(held.Obtained) {
-		f.noteStore(nil)
-		return nil
+	return f.underLock(ctx, func() error {
+		if stored, err := f.load(ctx); err == nil && !stored.Obtained.Before(held.Obtained) {
+			f.noteStore(nil)
+			return nil
+		}
+		return f.save(ctx, held)
+	})
+}
+
+// underLock runs fn holding the fleet's lock, waiting for a sibling that
+// holds it.
+func (f *Fleet) underLock(ctx context.Context, fn func() error) error {
+	owner := lockOwner()
+	for {
+		err := f.cfg.Locker.TryLock(ctx, f.lockKey(), owner, f.cfg.LockTTL)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, cache.ErrLocked) {
+			return fmt.Errorf("taking the refresh lock: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for another replica's refresh: %w", ctx.Err())
+		case <-time.After(lockPollInterval):
+		}
 	}
-	return f.save(ctx, held)
+	defer func() {
+		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, _ = f.cfg.Locker.Unlock(unlockCtx, f.lockKey(), owner)
+	}()
+	return fn()
 }
 
 // Forget deletes the stored token, unless it changed since it was read.
@@ -62,33 +92,14 @@ func (f *Fleet) Fingerprint(ctx context.Context) (string, error) {
 // SaveIfUnchanged saves tok only while the stored token's fingerprint is
 // still fp, checked and written under the fleet's lock so that nobody
 // connects the route in between. It reports whether it saved.
-func (f *Fleet) SaveIfUnchanged(ctx context.Context, tok Token, fp string) (bool, error) {
-	owner := lockOwner()
-	for {
-		err := f.cfg.Locker.TryLock(ctx, f.lockKey(), owner, f.cfg.LockTTL)
-		if err == nil {
-			break
+func (f *Fleet) SaveIfUnchanged(ctx context.Context, tok Token, fp string) (saved bool, err error) {
+	err = f.underLock(ctx, func() error {
+		now, err := f.Fingerprint(ctx)
+		if err != nil || now != fp {
+			return err
 		}
-		if !errors.Is(err, cache.ErrLocked) {
-			return false, fmt.Errorf("taking the refresh lock: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return false, fmt.Errorf("waiting for another replica's refresh: %w", ctx.Err())
-		case <-time.After(lockPollInterval):
-		}
-	}
-	defer func() {
-		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, _ = f.cfg.Locker.Unlock(unlockCtx, f.lockKey(), owner)
-	}()
-	now, err := f.Fingerprint(ctx)
-	if err != nil {
-		return false, err
-	}
-	if now != fp {
-		return false, nil
-	}
-	return true, f.save(ctx, tok)
+		saved = true
+		return f.save(ctx, tok)
+	})
+	return saved, err
 }

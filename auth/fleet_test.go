@@ -253,3 +253,61 @@ func TestKeeperSteadyStateCostsNoRedisRoundTrip(t *testing.T) {
 		t.Fatalf("1000 token lookups cost %d Redis commands, want 0", n)
 	}
 }
+
+// Regression: after Redis lost its data, a replica that found the token
+// gone refreshed with the refresh token in its own memory, which a sibling
+// had already rotated away: the vendor revoked the whole family. Now the
+// replica writes its token back, waits while the fleet does the same (the
+// newest wins), and refreshes from the newest refresh token held.
+func TestFleetConvergesOnNewestRefreshTokenAfterDataLoss(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	vendor, grant := rotatingVendor(t, clock)
+	recoveryOf := func() *Recovery { return NewRecovery(3*time.Second, clock.Now) }
+	a := replicaWith(t, mr, clock, grant(), recoveryOf())
+	b := replicaWith(t, mr, clock, grant(), recoveryOf())
+
+	mustToken(t, a)
+	mustToken(t, b) // b adopts a's token
+	clock.Advance(2 * time.Minute)
+	newest := mustToken(t, b) // b rotates the refresh token; a holds the old one
+	mr.FlushAll()             // Redis restarts without persistence
+	clock.Advance(2 * time.Minute)
+
+	got := make(chan Token, 1)
+	go func() {
+		tok, err := a.Token(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- tok
+	}()
+	// a writes its token back and waits; b notices the loss in time and
+	// writes back its newer one.
+	waitFor(t, "a's write-back", func() bool { return len(mr.Keys()) > 0 })
+	if err := b.Resync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(4 * time.Second) // the settling window closes
+	tok := <-got
+	if n := vendor.InvalidGrants(); n != 0 {
+		t.Fatalf("a refresh token was presented twice after the data loss: %v", vendor.BadRequests())
+	}
+	if tok.AccessToken == "" || tok.AccessToken == newest.AccessToken {
+		t.Fatalf("a did not refresh from the newest refresh token: %v", tok)
+	}
+}
+
+func replicaWith(t *testing.T, mr *miniredis.Miniredis, clock *fakeclock.Clock, grant Grant, recovery *Recovery) *Keeper {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { client.Close() })
+	sealer, err := cache.NewSealer(fleetKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := cache.NewSealed(cache.NewRedis(client, "authsidecar:"), sealer)
+	fleet := NewFleet(FleetConfig{Route: "fleet", Grant: grant, Store: store, Locker: store, Key: "token:fleet:abc",
+		Clock: clock.Now, Recovery: recovery})
+	return NewKeeper(KeeperConfig{Route: "fleet", Source: fleet, Clock: clock.Now, Timeout: 5 * time.Second})
+}

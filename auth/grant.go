@@ -202,3 +202,9 @@ func (g *OAuth2Grant) Revoke(ctx context.Context, tok Token) error {
 	}
 	return nil
 }
+
+// Rotating is a grant that can say whether its refresh tokens are
+// single-use, which forbids refreshing without the fleet's lock.
+type Rotating interface {
+	RotatesRefreshTokens() bool
+}

@@ -12,7 +12,10 @@ import (
 // siblings see it again without waiting for the next refresh.
 func (k *Keeper) Resync(ctx context.Context) error {
 	k.mu.Lock()
-	tok, ok := k.cur, k.servable(k.cur, k.cfg.Clock.Now())
+	tok := k.cur
+	// A token whose access token expired is still worth writing back while
+	// it has a refresh token: it may be the newest the fleet has.
+	ok := k.servable(tok, k.cfg.Clock.Now()) || tok.RefreshToken != ""
 	k.mu.Unlock()
 	if !ok {
 		return nil

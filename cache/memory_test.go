@@ -55,3 +55,37 @@ func TestMemoryPurgesExpiredEntries(t *testing.T) {
 	}
 	runtime.KeepAlive(m)
 }
+
+// The marker notices a store that lost its data, for the replica that found
+// it gone and for one that finds it replaced.
+func TestMarkerNoticesLostData(t *testing.T) {
+	ctx := context.Background()
+	store := cache.NewMemory()
+	a, b := cache.NewMarker(store, "marker"), cache.NewMarker(store, "marker")
+	for _, m := range []*cache.Marker{a, b, a, b} {
+		if lost, err := m.Check(ctx); err != nil || lost {
+			t.Fatalf("nothing lost yet: %v %v", lost, err)
+		}
+	}
+	if _, err := store.CompareAndDelete(ctx, "marker", mustGet(t, store, "marker")); err != nil {
+		t.Fatal(err)
+	}
+	if lost, err := a.Check(ctx); err != nil || !lost {
+		t.Fatalf("a: lost = %v, %v; want true", lost, err)
+	}
+	if lost, err := b.Check(ctx); err != nil || !lost {
+		t.Fatalf("b, after a put the marker back: lost = %v, %v; want true", lost, err)
+	}
+	if lost, _ := a.Check(ctx); lost {
+		t.Fatal("a reported the same loss twice")
+	}
+}
+
+func mustGet(t *testing.T, s cache.Store, key string) []byte {
+	t.Helper()
+	v, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/config"
@@ -38,8 +38,10 @@ type App struct {
 	// time; storeCause says which.
 	storeDegraded atomic.Bool
 	storeCause    atomic.Value // string
-	routes        *route.Table
-	handler       *proxy.Handler
+	// recovery holds rotating refreshes back after the store lost its data.
+	recovery *auth.Recovery
+	routes   *route.Table
+	handler  *proxy.Handler
 }
 
 // Option changes how New builds the sidecar.
@@ -61,6 +63,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		log.Warn("configuration: " + w)
 	}
 	cache.LogRedisTo(log.Named("redis"))
+	a.recovery = auth.NewRecovery(recoveryWindow, a.clock)
 	if a.store, a.storeKind, err = openStore(cfg); err != nil {
 		return nil, err
 	}
@@ -84,6 +87,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		Store: a.store, Engine: engine,
 		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin,
 		Clock: a.clock, Logger: log.Named("auth"), Observer: a.metrics,
+		Recovery: a.recovery,
 	})
 	if err != nil {
 		return nil, err
@@ -120,28 +124,6 @@ func (a *App) Close() error {
 	return nil
 }
 
-// openStore is the token store the configuration asks for: in-process, or
-// Redis with every value sealed.
-func openStore(cfg *config.Config) (cache.LockingStore, string, error) {
-	if cfg.RedisURL == "" {
-		return cache.NewMemory(), "memory", nil
-	}
-	current, previous, err := cfg.Keys()
-	if err != nil {
-		return nil, "", err
-	}
-	sealer, err := cache.NewSealer(current, previous...)
-	if err != nil {
-		return nil, "", fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
-	}
-	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
-	if err != nil {
-		return nil, "", fmt.Errorf("REDIS_URL: %w", err)
-	}
-	sealed := cache.NewSealed(cache.NewRedis(client, cfg.RedisKeyPrefix), sealer)
-	return cache.WithDeadline(sealed, cfg.StoreTimeout), "redis", nil
-}
-
 // readyDetail is what /readyz says beyond ready: the store's state, and
 // with ?verbose each route's token state (never a token).
 func (a *App) readyDetail(verbose bool) map[string]any {
@@ -172,48 +154,6 @@ func (a *App) readyDetail(verbose bool) map[string]any {
 		d["routes"] = routes
 	}
 	return d
-}
-
-// watchStore pings Redis until ctx ends. It marks the store degraded while
-// Redis does not answer and, when it answers again, writes every route's
-// token back so siblings see it without waiting for the next refresh.
-func (a *App) watchStore(ctx context.Context, every time.Duration) {
-	pinger, ok := a.store.(cache.Pinger)
-	if !ok || a.storeKind == "memory" {
-		return
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		// The store's own deadline (STORE_TIMEOUT) bounds the ping, so a
-		// store too slow for callers is reported as such.
-		err := pinger.Ping(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil && !a.storeDegraded.Swap(true):
-			cause := "Redis does not answer"
-			if errors.Is(err, cache.ErrSlow) {
-				cause = fmt.Sprintf("Redis answers slower than STORE_TIMEOUT (%s)", a.cfg.StoreTimeout)
-			}
-			a.storeCause.Store(cause)
-			a.metrics.StoreDegraded(true)
-			a.log.Warn("token store degraded: "+cause+"; serving tokens from memory", zap.Error(err))
-		case err == nil && a.storeDegraded.Swap(false):
-			a.metrics.StoreDegraded(false)
-			a.log.Info("token store back: writing tokens through again")
-			for _, rt := range a.routes.All() {
-				if err := rt.Keeper.Resync(ctx); err != nil {
-					a.log.Warn("writing token back to the store failed", zap.String("route", rt.Name), zap.Error(err))
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // metricsOnMainListener is /metrics on the main listener, unless
@@ -259,7 +199,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
-	go a.watchStore(watchCtx, 5*time.Second)
+	go a.watchStore(watchCtx, storeCheckEvery)
 	a.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.routes.Names())))
 
 	select {

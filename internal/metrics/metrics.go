@@ -25,6 +25,7 @@ type Metrics struct {
 	storeDegraded   prometheus.Gauge
 	tokenExpiry     *prometheus.GaugeVec
 	unknownRoutes   prometheus.Counter
+	storeDataLost   prometheus.Counter
 }
 
 // New registers the collectors, the Go runtime's and the process's among
@@ -70,13 +71,17 @@ func New() *Metrics {
 			Name: "authsidecar_token_expiry_timestamp_seconds",
 			Help: "When the route's current token expires (Unix time); alert before it passes.",
 		}, []string{"route"}),
+		storeDataLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authsidecar_store_data_lost_total",
+			Help: "Times this replica found that the shared store had lost its data (a restart without persistence, a failover, FLUSHALL) and held rotating refreshes back while the fleet wrote its tokens back.",
+		}),
 		unknownRoutes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authsidecar_unknown_route_requests_total",
 			Help: "Calls to a route that is not configured (a typo in a caller's URL, or a scan).",
 		}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.replays, m.refreshes, m.refreshDuration,
-		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes,
+		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -111,6 +116,9 @@ func (m *Metrics) Request(route, method string, status int, d time.Duration) {
 
 // Replay records what followed a 401.
 func (m *Metrics) Replay(route, outcome string) { m.replays.WithLabelValues(route, outcome).Inc() }
+
+// StoreDataLost records that the shared store lost its data.
+func (m *Metrics) StoreDataLost() { m.storeDataLost.Inc() }
 
 // UnknownRoute records a call to a route that is not configured.
 func (m *Metrics) UnknownRoute() { m.unknownRoutes.Inc() }

@@ -46,6 +46,8 @@ type Deps struct {
 	Clock         clock.Clock
 	Logger        *zap.Logger
 	Observer      auth.Observer
+	// Recovery is the replica's, shared by its routes.
+	Recovery *auth.Recovery
 }
 
 // New builds the route rc describes. Every setting is checked here, so a
@@ -90,6 +92,7 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		// yet bounds how long a crashed holder blocks the fleet.
 		LockTTL: d.TokenTimeout + 5*time.Second,
 		Clock:   d.Clock, Logger: d.Logger, Observer: d.Observer,
+		Recovery: d.Recovery,
 	})
 	keeper := auth.NewKeeper(auth.KeeperConfig{
 		Route: rc.Name, Source: fleet,

@@ -1,0 +1,109 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/config"
+)
+
+// storeCheckEvery is how often a replica pings the shared store and looks
+// for its marker: short, so a replica notices lost data well within the
+// recovery window.
+const storeCheckEvery = time.Second
+
+// recoveryWindow is how long rotating refreshes wait after the store lost
+// its data: long enough for every replica's next check to notice and write
+// its token back.
+const recoveryWindow = 3 * storeCheckEvery
+
+// openStore is the token store the configuration asks for: in-process, or
+// Redis with every value sealed.
+func openStore(cfg *config.Config) (cache.LockingStore, string, error) {
+	if cfg.RedisURL == "" {
+		return cache.NewMemory(), "memory", nil
+	}
+	current, previous, err := cfg.Keys()
+	if err != nil {
+		return nil, "", err
+	}
+	sealer, err := cache.NewSealer(current, previous...)
+	if err != nil {
+		return nil, "", fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
+	}
+	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
+	if err != nil {
+		return nil, "", fmt.Errorf("REDIS_URL: %w", err)
+	}
+	sealed := cache.NewSealed(cache.NewRedis(client, cfg.RedisKeyPrefix), sealer)
+	return cache.WithDeadline(sealed, cfg.StoreTimeout), "redis", nil
+}
+
+// watchStore checks the shared store until ctx ends. It marks the store
+// degraded while it does not answer (in time) and, when it answers again,
+// writes every route's token back so siblings see it without waiting for the
+// next refresh. It notices a store that lost its data, however briefly it
+// was away, and starts the fleet's recovery.
+func (a *App) watchStore(ctx context.Context, every time.Duration) {
+	pinger, ok := a.store.(cache.Pinger)
+	if !ok || a.storeKind == "memory" {
+		return
+	}
+	marker := cache.NewMarker(a.store, "marker")
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		// The store's own deadline (STORE_TIMEOUT) bounds the ping, so a
+		// store too slow for callers is reported as such.
+		err := pinger.Ping(ctx)
+		if err == nil {
+			if lost, merr := marker.Check(ctx); merr == nil && lost {
+				a.recoverLostStore(ctx)
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !a.storeDegraded.Swap(true):
+			cause := "Redis does not answer"
+			if errors.Is(err, cache.ErrSlow) {
+				cause = fmt.Sprintf("Redis answers slower than STORE_TIMEOUT (%s)", a.cfg.StoreTimeout)
+			}
+			a.storeCause.Store(cause)
+			a.metrics.StoreDegraded(true)
+			a.log.Warn("token store degraded: "+cause+"; serving tokens from memory", zap.Error(err))
+		case err == nil && a.storeDegraded.Swap(false):
+			a.metrics.StoreDegraded(false)
+			a.log.Info("token store back: writing tokens through again")
+			for _, rt := range a.routes.All() {
+				if err := rt.Keeper.Resync(ctx); err != nil {
+					a.log.Warn("writing token back to the store failed", zap.String("route", rt.Name), zap.Error(err))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// recoverLostStore starts the fleet's recovery after the store lost its
+// data: rotating refreshes wait while every held token is written back, the
+// newest winning.
+func (a *App) recoverLostStore(ctx context.Context) {
+	a.log.Warn("the token store lost its data; writing held tokens back (the newest wins) before any rotating refresh")
+	a.recovery.Begin()
+	a.metrics.StoreDataLost()
+	for _, rt := range a.routes.All() {
+		if err := rt.Keeper.Resync(ctx); err != nil {
+			a.log.Warn("writing token back to the store failed", zap.String("route", rt.Name), zap.Error(err))
+		}
+	}
+}
