@@ -37,9 +37,13 @@ type FleetConfig struct {
 	// settles after the store lost its data, a rotating grant waits for
 	// the fleet's newest refresh token instead of refreshing.
 	Recovery *Recovery
-	Clock    clock.Clock
-	Logger   *zap.Logger
-	Observer Observer
+	// StoreLost, when set, tells whether the store lost its data since the
+	// replica last looked (cache.Marker); a rotating grant asks it, under
+	// the lock, before it refreshes.
+	StoreLost func(ctx context.Context) bool
+	Clock     clock.Clock
+	Logger    *zap.Logger
+	Observer  Observer
 }
 
 // Fleet gets tokens for a fleet of replicas sharing a store, wrapping a Grant
@@ -130,7 +134,11 @@ func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok To
 		err = f.cfg.Locker.TryLock(ctx, f.lockKey(), owner, f.cfg.LockTTL)
 		switch {
 		case err == nil:
-			return f.obtainHoldingLock(ctx, owner, prev, rejected)
+			tok, adopted, err := f.obtainHoldingLock(ctx, owner, prev, rejected)
+			if errors.Is(err, errRecovering) {
+				continue
+			}
+			return tok, adopted, err
 		case errors.Is(err, cache.ErrLocked):
 			f.cfg.Observer.LockWait(f.cfg.Route)
 			select {
@@ -175,27 +183,43 @@ func (f *Fleet) adoptable(t Token, rejected string) bool {
 }
 
 func (f *Fleet) obtainHoldingLock(ctx context.Context, owner string, prev Token, rejected string) (Token, bool, error) {
-	defer func() {
+	unlock := func() {
 		// Released even when ctx is done; the TTL covers a failure here.
 		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if _, err := f.cfg.Locker.Unlock(unlockCtx, f.lockKey(), owner); err != nil {
 			f.log.Warn("releasing the refresh lock failed; it expires by itself", zap.Error(err))
 		}
-	}()
+	}
 	if stored, err := f.load(ctx); err == nil {
 		if f.adoptable(stored, rejected) {
+			unlock()
 			return stored, true, nil
 		}
 		prev = newer(prev, stored)
 	}
+	if f.rotates() && f.cfg.StoreLost != nil && f.cfg.StoreLost(ctx) {
+		// The store lost its data (and this lock is new): a sibling may
+		// hold a newer refresh token than any here. Wait for the fleet
+		// to write its tokens back.
+		unlock()
+		f.cfg.Recovery.Begin()
+		return Token{}, false, errRecovering
+	}
 	tok, adopted, err := f.fetch(ctx, prev, rejected)
 	if err != nil || adopted {
+		unlock()
 		return tok, adopted, err
 	}
 	if err := f.save(ctx, tok); err != nil {
-		f.log.Warn("writing token store failed; serving the token from memory", zap.Error(err))
+		f.log.Warn("writing token store failed; serving the token from memory, and holding the refresh lock until it is written", zap.Error(err))
+		// Until the store has the new (rotated) refresh token, a sibling
+		// must not refresh with the old one: the lock stays taken while
+		// the write is retried, and its TTL bounds how long.
+		go f.saveLater(tok, unlock)
+		return tok, false, nil
 	}
+	unlock()
 	return tok, false, nil
 }
 
@@ -238,57 +262,4 @@ func (f *Fleet) fetch(ctx context.Context, prev Token, rejected string) (Token, 
 		tok.Obtained = f.cfg.Clock.Now()
 	}
 	return tok, false, nil
-}
-
-// StoreError is the last store failure, nil while the store answers.
-func (f *Fleet) StoreError() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.storeErr
-}
-
-// noteStore records whether the store answered (err nil) or failed.
-func (f *Fleet) noteStore(err error) {
-	if err != nil {
-		f.cfg.Observer.StoreError(f.cfg.Route)
-	}
-	f.mu.Lock()
-	f.storeErr = err
-	f.mu.Unlock()
-}
-
-func (f *Fleet) load(ctx context.Context) (Token, error) {
-	raw, err := f.loadRaw(ctx)
-	if err != nil {
-		return Token{}, fmt.Errorf("reading stored token: %w", err)
-	}
-	return decodeStoredToken(raw)
-}
-
-// loadRaw reads the stored token's bytes, from the legacy key when the
-// current one holds nothing.
-func (f *Fleet) loadRaw(ctx context.Context) ([]byte, error) {
-	raw, err := f.cfg.Store.Get(ctx, f.cfg.Key)
-	if errors.Is(err, cache.ErrNotFound) && f.cfg.LegacyKey != "" {
-		raw, err = f.cfg.Store.Get(ctx, f.cfg.LegacyKey)
-	}
-	return raw, err
-}
-
-func (f *Fleet) save(ctx context.Context, tok Token) error {
-	raw, err := encodeStoredToken(tok)
-	if err != nil {
-		return err
-	}
-	ttl, keep := storedTTL(tok, f.cfg.Clock.Now())
-	if !keep {
-		return nil
-	}
-	if err := f.cfg.Store.Set(ctx, f.cfg.Key, raw, ttl); err != nil {
-		err = fmt.Errorf("writing stored token: %w", err)
-		f.noteStore(err)
-		return err
-	}
-	f.noteStore(nil)
-	return nil
 }

@@ -299,6 +299,10 @@ func TestFleetConvergesOnNewestRefreshTokenAfterDataLoss(t *testing.T) {
 }
 
 func replicaWith(t *testing.T, mr *miniredis.Miniredis, clock *fakeclock.Clock, grant Grant, recovery *Recovery) *Keeper {
+	return replicaLocking(t, mr, clock, grant, recovery, 0)
+}
+
+func replicaLocking(t *testing.T, mr *miniredis.Miniredis, clock *fakeclock.Clock, grant Grant, recovery *Recovery, lockTTL time.Duration) *Keeper {
 	t.Helper()
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { client.Close() })
@@ -308,6 +312,43 @@ func replicaWith(t *testing.T, mr *miniredis.Miniredis, clock *fakeclock.Clock, 
 	}
 	store := cache.NewSealed(cache.NewRedis(client, "authsidecar:"), sealer)
 	fleet := NewFleet(FleetConfig{Route: "fleet", Grant: grant, Store: store, Locker: store, Key: "token:fleet:abc",
-		Clock: clock.Now, Recovery: recovery})
+		Clock: clock.Now, Recovery: recovery, LockTTL: lockTTL})
 	return NewKeeper(KeeperConfig{Route: "fleet", Source: fleet, Clock: clock.Now, Timeout: 5 * time.Second})
+}
+
+// Regression: when Redis dropped during a replica's refresh and came back
+// seconds later, the rotated refresh token was only in that replica's
+// memory, the lock went, and a sibling refreshed with the old one. The
+// refreshing replica keeps the lock while it retries the write.
+func TestFleetKeepsTheLockUntilARotatedTokenIsWritten(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	vendor, grant := rotatingVendor(t, clock)
+	a := replicaLocking(t, mr, clock, grant(), nil, time.Second)
+	b := replicaLocking(t, mr, clock, grant(), nil, time.Second)
+	mustToken(t, a)
+	mustToken(t, b)
+	clock.Advance(2 * time.Minute)
+
+	vendor.SetMode(oauthtest.Slow)
+	refreshed := make(chan Token, 1)
+	go func() { refreshed <- mustToken(t, a) }()
+	waitFor(t, "a's refresh to reach the vendor", func() bool { return vendor.HeldCalls() == 1 })
+	mr.Close() // Redis drops while a refreshes
+	vendor.SetMode(oauthtest.Normal)
+	fresh := <-refreshed // a serves its new token; the store did not get it
+	if err := mr.Restart(); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := b.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := vendor.InvalidGrants(); n != 0 {
+		t.Fatalf("b presented a rotated-away refresh token: %v", vendor.BadRequests())
+	}
+	if got.AccessToken != fresh.AccessToken {
+		t.Fatalf("b did not adopt a's token")
+	}
 }

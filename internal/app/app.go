@@ -38,8 +38,10 @@ type App struct {
 	// time; storeCause says which.
 	storeDegraded atomic.Bool
 	storeCause    atomic.Value // string
-	// recovery holds rotating refreshes back after the store lost its data.
+	// recovery holds rotating refreshes back after the store lost its
+	// data; marker tells that it did (nil for the in-process store).
 	recovery *auth.Recovery
+	marker   *cache.Marker
 	routes   *route.Table
 	handler  *proxy.Handler
 }
@@ -72,6 +74,11 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 			a.Close()
 		}
 	}()
+	var storeLost func(context.Context) bool
+	if a.storeKind != "memory" {
+		a.marker = cache.NewMarker(a.store, "marker")
+		storeLost = a.storeLost
+	}
 	engine, err := proxy.NewEngine(proxy.EngineOptions{
 		MaxReplayBytes:    cfg.MaxReplayBytes,
 		ReplayBudgetBytes: cfg.ReplayBudgetBytes,
@@ -87,7 +94,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		Store: a.store, Engine: engine,
 		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin,
 		Clock: a.clock, Logger: log.Named("auth"), Observer: a.metrics,
-		Recovery: a.recovery,
+		Recovery: a.recovery, StoreLost: storeLost,
 	})
 	if err != nil {
 		return nil, err

@@ -54,7 +54,6 @@ func (a *App) watchStore(ctx context.Context, every time.Duration) {
 	if !ok || a.storeKind == "memory" {
 		return
 	}
-	marker := cache.NewMarker(a.store, "marker")
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -62,7 +61,7 @@ func (a *App) watchStore(ctx context.Context, every time.Duration) {
 		// store too slow for callers is reported as such.
 		err := pinger.Ping(ctx)
 		if err == nil {
-			if lost, merr := marker.Check(ctx); merr == nil && lost {
+			if lost, merr := a.marker.Check(ctx); merr == nil && lost {
 				a.recoverLostStore(ctx)
 			}
 		}
@@ -92,6 +91,24 @@ func (a *App) watchStore(ctx context.Context, every time.Duration) {
 		case <-tick.C:
 		}
 	}
+}
+
+// storeLost is what a rotating refresh asks before it presents a refresh
+// token: whether the store lost its data since this replica last looked,
+// which its pings may not have noticed. Recovery starts when it did.
+func (a *App) storeLost(ctx context.Context) bool {
+	lost, err := a.marker.Check(ctx)
+	if err != nil || !lost {
+		return false
+	}
+	// The caller holds its route's lock; writing every route's token
+	// back needs that lock, so it runs beside.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.TokenTimeout)
+		defer cancel()
+		a.recoverLostStore(ctx)
+	}()
+	return true
 }
 
 // recoverLostStore starts the fleet's recovery after the store lost its

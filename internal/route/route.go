@@ -6,6 +6,7 @@
 package route
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,8 +47,10 @@ type Deps struct {
 	Clock         clock.Clock
 	Logger        *zap.Logger
 	Observer      auth.Observer
-	// Recovery is the replica's, shared by its routes.
-	Recovery *auth.Recovery
+	// Recovery is the replica's, shared by its routes; StoreLost tells
+	// whether the store lost its data (nil: it cannot).
+	Recovery  *auth.Recovery
+	StoreLost func(context.Context) bool
 }
 
 // New builds the route rc describes. Every setting is checked here, so a
@@ -92,7 +95,7 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		// yet bounds how long a crashed holder blocks the fleet.
 		LockTTL: d.TokenTimeout + 5*time.Second,
 		Clock:   d.Clock, Logger: d.Logger, Observer: d.Observer,
-		Recovery: d.Recovery,
+		Recovery: d.Recovery, StoreLost: d.StoreLost,
 	})
 	keeper := auth.NewKeeper(auth.KeeperConfig{
 		Route: rc.Name, Source: fleet,
