@@ -2,7 +2,10 @@ package cache_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -88,4 +91,49 @@ func mustGet(t *testing.T, s cache.Store, key string) []byte {
 		t.Fatal(err)
 	}
 	return v
+}
+
+func TestFileStore(t *testing.T) {
+	var clock *fakeclock.Clock
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) cache.LockingStore {
+			clock = fakeclock.New(time.Unix(1_700_000_000, 0))
+			f, err := cache.OpenFile(filepath.Join(t.TempDir(), "tokens"), clock.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return f
+		},
+		Advance: func(t *testing.T, d time.Duration) { clock.Advance(d) },
+	})
+}
+
+// What a file store holds survives the process; a second process on the
+// same file is refused, as two would refresh one rotating token.
+func TestFileStoreKeepsValuesAndOneProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dir", "tokens")
+	ctx := context.Background()
+	f, err := cache.OpenFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Set(ctx, "token:a", []byte("rotated"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.OpenFile(path, nil); !errors.Is(err, cache.ErrFileInUse) {
+		t.Fatalf("a second open: %v, want ErrFileInUse", err)
+	}
+	f.Close()
+	g, err := cache.OpenFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if v := mustGet(t, g, "token:a"); string(v) != "rotated" {
+		t.Fatalf("after a restart: %q", v)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("store file mode %v, %v; want 0600", st.Mode(), err)
+	}
 }

@@ -66,7 +66,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	}
 	cache.LogRedisTo(log.Named("redis"))
 	a.recovery = auth.NewRecovery(recoveryWindow, a.clock)
-	if a.store, a.storeKind, err = openStore(cfg); err != nil {
+	if a.store, a.storeKind, err = openStore(cfg, a.clock); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -75,7 +75,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		}
 	}()
 	var storeLost func(context.Context) bool
-	if a.storeKind != "memory" {
+	if a.storeKind == "redis" {
 		a.marker = cache.NewMarker(a.store, "marker")
 		storeLost = a.storeLost
 	}
@@ -135,7 +135,7 @@ func (a *App) Close() error {
 // with ?verbose each route's token state (never a token).
 func (a *App) readyDetail(verbose bool) map[string]any {
 	d := map[string]any{"store": a.storeKind}
-	if _, remote := a.store.(cache.Pinger); remote && a.storeKind != "memory" {
+	if a.storeKind == "redis" {
 		d["store_state"] = "ok"
 		if a.storeDegraded.Load() {
 			cause, _ := a.storeCause.Load().(string)

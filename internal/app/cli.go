@@ -19,6 +19,13 @@ func (a *App) PrintToken(ctx context.Context, route string, w io.Writer) error {
 	if !ok {
 		return a.routes.Unknown(route)
 	}
+	if r, rotates := rt.Grant.(auth.Rotating); rotates && r.RotatesRefreshTokens() && a.storeKind == "memory" {
+		// This process's store is its own: a refresh here would present
+		// the refresh token a running sidecar holds too, and the vendor
+		// would revoke it.
+		return fmt.Errorf("route %s's refresh tokens rotate, and this command shares no token store with a running sidecar: "+
+			"refreshing here could get them revoked. Set REDIS_URL (the sidecar's), or TOKEN_STORE_PATH while no sidecar uses it, and run it again", route)
+	}
 	tok, err := rt.Keeper.Token(ctx)
 	if err != nil {
 		return err
@@ -57,5 +64,12 @@ func (a *App) Login(ctx context.Context, route string, out io.Writer) error {
 	if rt.Consent == nil {
 		return fmt.Errorf("route %s has no consent flow: set %sREDIRECT_URL (and the client's credentials)", route, rt.Prefix)
 	}
-	return consent.Login(ctx, rt.Consent, rt.Prefix, out)
+	kept := ""
+	switch a.storeKind {
+	case "file":
+		kept = "TOKEN_STORE_PATH (" + a.cfg.TokenStorePath + ")"
+	case "redis":
+		kept = "Redis (REDIS_URL)"
+	}
+	return consent.Login(ctx, rt.Consent, rt.Prefix, kept, out)
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/config"
 )
 
@@ -22,10 +23,10 @@ const storeCheckEvery = time.Second
 // its token back.
 const recoveryWindow = 3 * storeCheckEvery
 
-// openStore is the token store the configuration asks for: in-process, or
-// Redis with every value sealed.
-func openStore(cfg *config.Config) (cache.LockingStore, string, error) {
-	if cfg.RedisURL == "" {
+// openStore is the token store the configuration asks for: in-process, a
+// sealed file for a single instance, or Redis with every value sealed.
+func openStore(cfg *config.Config, now clock.Clock) (cache.LockingStore, string, error) {
+	if cfg.RedisURL == "" && cfg.TokenStorePath == "" {
 		return cache.NewMemory(), "memory", nil
 	}
 	current, previous, err := cfg.Keys()
@@ -35,6 +36,13 @@ func openStore(cfg *config.Config) (cache.LockingStore, string, error) {
 	sealer, err := cache.NewSealer(current, previous...)
 	if err != nil {
 		return nil, "", fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
+	}
+	if cfg.TokenStorePath != "" {
+		f, err := cache.OpenFile(cfg.TokenStorePath, now)
+		if err != nil {
+			return nil, "", fmt.Errorf("TOKEN_STORE_PATH: %w", err)
+		}
+		return cache.NewSealed(f, sealer), "file", nil
 	}
 	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
 	if err != nil {
@@ -51,7 +59,7 @@ func openStore(cfg *config.Config) (cache.LockingStore, string, error) {
 // was away, and starts the fleet's recovery.
 func (a *App) watchStore(ctx context.Context, every time.Duration) {
 	pinger, ok := a.store.(cache.Pinger)
-	if !ok || a.storeKind == "memory" {
+	if !ok || a.storeKind != "redis" {
 		return
 	}
 	tick := time.NewTicker(every)

@@ -37,6 +37,9 @@ type Config struct {
 	RedisURL         string        `env:"REDIS_URL"`
 	RedisMode        string        `env:"REDIS_MODE" envDefault:"single"`
 	RedisKeyPrefix   string        `env:"REDIS_KEY_PREFIX" envDefault:"authsidecar:"`
+	// TokenStorePath, when set, keeps tokens in a sealed file for a single
+	// instance, across restarts, without Redis.
+	TokenStorePath string `env:"TOKEN_STORE_PATH"`
 	// StoreTimeout bounds each operation on the shared store; a store
 	// slower than this counts as down.
 	StoreTimeout time.Duration `env:"STORE_TIMEOUT" envDefault:"500ms"`
@@ -237,6 +240,17 @@ func (c *Config) check() error {
 	case "single", "sentinel", "cluster":
 	default:
 		return fmt.Errorf("REDIS_MODE: unknown mode %q (want single, sentinel or cluster)", c.RedisMode)
+	}
+	if c.RedisURL != "" && c.TokenStorePath != "" {
+		return errors.New("TOKEN_STORE_PATH: is for a single instance; with REDIS_URL set too, the store is ambiguous: set one of them")
+	}
+	if c.TokenStorePath != "" && c.TokenEncryptionKey == "" {
+		return errors.New("TOKEN_ENCRYPTION_KEY: is required when TOKEN_STORE_PATH is set, so no token reaches the file in clear; make one with: openssl rand -base64 32")
+	}
+	if c.TokenStorePath != "" {
+		if _, _, err := c.Keys(); err != nil {
+			return err
+		}
 	}
 	if c.RedisURL != "" {
 		if c.TokenEncryptionKey == "" {

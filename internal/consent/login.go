@@ -13,9 +13,10 @@ import (
 // Login runs the consent flow from a terminal: it prints the authorize URL,
 // takes the callback on the loopback address of the route's REDIRECT_URL,
 // exchanges the code and stores the tokens. prefix is the route's variable
-// prefix, for messages. The store of this process ends with it, so Login
-// also prints the variable that keeps the connection.
-func Login(ctx context.Context, route *Route, prefix string, out io.Writer) error {
+// prefix, for messages; kept names the persistent store the tokens went to.
+// Without one (kept empty), the store of this process ends with it, so Login
+// prints the variable that keeps the connection instead.
+func Login(ctx context.Context, route *Route, prefix, kept string, out io.Writer) error {
 	redirect, err := url.Parse(route.RedirectURL)
 	if err != nil {
 		return fmt.Errorf("%sREDIRECT_URL: %w", prefix, err)
@@ -76,6 +77,10 @@ func Login(ctx context.Context, route *Route, prefix string, out io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(out, "\nConnected route %s.\n", route.Name)
+	if kept != "" {
+		fmt.Fprintf(out, "The tokens are kept in %s; a sidecar started with it uses them (and keeps their rotations).\n", kept)
+		return nil
+	}
 	fmt.Fprintf(out, "This process's token store ends with it; to keep the connection, give the sidecar:\n\n")
 	if tok.RefreshToken != "" {
 		fmt.Fprintf(out, "  %sREFRESH_TOKEN=%s\n", prefix, tok.RefreshToken)
