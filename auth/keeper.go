@@ -151,6 +151,31 @@ func (k *Keeper) Invalidate(accessToken string) {
 	k.retryAt = time.Time{}
 }
 
+// KeepWarm refreshes the held token ahead of its expiry even when no call
+// comes, until ctx ends: an idle route's next call does not wait for the
+// vendor, and its expiry metric stays true. It looks every interval; a
+// refresh goes through the Source, so a fleet refreshes once per lifetime
+// (siblings adopt the token from the store). A route that holds no token
+// (never called, or waiting for consent) is left alone.
+func (k *Keeper) KeepWarm(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := k.cfg.Clock.Now()
+		k.mu.Lock()
+		if k.cur.AccessToken != "" && (refreshDue(k.cur, now, k.cfg.Margin) || !k.cur.Valid(now)) {
+			// A failure is logged by the refresh and backs off as usual.
+			_, _ = k.startLocked(now)
+		}
+		k.mu.Unlock()
+	}
+}
+
 // Status is what the keeper can say about its token without revealing it.
 type Status struct {
 	HasToken  bool

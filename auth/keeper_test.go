@@ -293,3 +293,24 @@ func TestKeeperFailingRefreshesDoNotRace(t *testing.T) {
 		t.Fatal("the failure is not reported")
 	}
 }
+
+// Regression: tokens were refreshed only when a call came, so an idle
+// route's next call waited for the vendor and its expiry metric went stale.
+// KeepWarm refreshes ahead of expiry with no call at all.
+func TestKeeperKeepsAnIdleRouteWarm(t *testing.T) {
+	k, srv, c := ccFixture(t, oauthtest.Config{Lifetime: time.Hour})
+	first := mustToken(t, k)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go k.KeepWarm(ctx, time.Millisecond)
+
+	c.Advance(30 * time.Minute) // not due yet
+	if n := srv.TokenCalls("client_credentials"); n != 1 {
+		t.Fatalf("refreshed %d times before due", n-1)
+	}
+	c.Advance(30*time.Minute - 30*time.Second) // within the margin
+	waitFor(t, "a refresh with no call", func() bool { return srv.TokenCalls("client_credentials") == 2 })
+	if st := k.Status(); !st.HasToken || !st.Expiry.After(first.Expiry) {
+		t.Fatalf("after warming: %+v", st)
+	}
+}

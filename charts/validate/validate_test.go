@@ -160,6 +160,12 @@ func TestSharedMode(t *testing.T) {
 			if d.Spec.Template.Annotations["checksum/authsidecar-config"] == "" {
 				t.Error("no config checksum: a changed config would not roll the pods")
 			}
+			if d.Spec.Template.Annotations["checksum/authsidecar-secrets"] == "" {
+				t.Error("no secrets checksum: a changed credentials Secret would not roll the pods")
+			}
+			if len(r.policies[0].Spec.Ingress) < 2 {
+				t.Error("the ServiceMonitor is on but the NetworkPolicy lets no Prometheus in")
+			}
 			if got := configValue(t, r, "LISTEN_ADDR"); !strings.HasPrefix(got, "0.0.0.0:") {
 				t.Errorf("shared mode LISTEN_ADDR %q, want all interfaces", got)
 			}
@@ -209,6 +215,11 @@ func TestSidecarMode(t *testing.T) {
 				t.Fatalf("Kubernetes %s: want a plain sidecar container, got init=%v plain=%v", tc.kube, init != nil, plain != nil)
 			}
 			checkHardened(t, c)
+			for _, p := range c.Ports {
+				if p.Name == "http" {
+					t.Error("the sidecar's port is named http, which the app's may be too")
+				}
+			}
 			if c.ReadinessProbe.Exec == nil {
 				t.Error("a sidecar on loopback needs exec probes; kubelet's HTTP probes go to the pod IP")
 			}

@@ -175,6 +175,11 @@ func (a *App) metricsOnMainListener() http.Handler {
 // Handler is the sidecar's HTTP handler.
 func (a *App) Handler() *proxy.Handler { return a.handler }
 
+// warmCheckEvery is how often an idle route looks whether its token is due:
+// a refresh is due a minute (REFRESH_MARGIN) before expiry, or at half the
+// token's life, so a second is early enough.
+const warmCheckEvery = time.Second
+
 // Serve serves on ln until ctx ends, then drains: /readyz turns false, the
 // listener closes, and calls in flight get up to SHUTDOWN_TIMEOUT to finish.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
@@ -207,6 +212,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go a.watchStore(watchCtx, storeCheckEvery)
+	for _, rt := range a.routes.All() {
+		go rt.Keeper.KeepWarm(watchCtx, warmCheckEvery)
+	}
 	a.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.routes.Names())))
 
 	select {

@@ -6,7 +6,20 @@ its own); CI checks it equals Chart.yaml's appVersion.
 {{- define "authsidecar.appVersion" -}}0.1.0{{- end -}}
 
 {{- define "authsidecar.fullname" -}}
-{{- printf "%s-authsidecar" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (.Values.nameOverride | default "authsidecar") | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The service account the shared Deployment runs as. */}}
+{{- define "authsidecar.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "authsidecar.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "authsidecar.selectorLabels" -}}
@@ -73,6 +86,12 @@ REDIS_KEY_PREFIX: {{ .Values.redis.keyPrefix | quote }}
 {{- if not .Values.routes -}}
 {{- fail "routes: configure at least one route" -}}
 {{- end -}}
+{{- if and (eq .Values.mode "shared") (gt (int .Values.shared.replicaCount) 1) (not .Values.redis.existingSecret) (not .Values.shared.replicasWithoutRedis) -}}
+{{- fail "shared.replicaCount > 1 needs redis.existingSecret: replicas that keep tokens in their own memory each refresh a rotating refresh token, and the vendor revokes the whole family. Set redis.existingSecret, or shared.replicaCount: 1 (or shared.replicasWithoutRedis: true if no route's refresh tokens rotate)" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "shared") .Values.shared.serviceMonitor.enabled .Values.shared.networkPolicy.enabled (not .Values.shared.networkPolicy.metricsFrom) -}}
+{{- fail "shared.serviceMonitor.enabled with shared.networkPolicy.enabled needs shared.networkPolicy.metricsFrom (your Prometheus's namespaceSelector/podSelector), or the NetworkPolicy blocks the scrape" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -91,7 +110,8 @@ args: ["serve"]
 restartPolicy: Always
 {{- end }}
 ports:
-  - name: http
+  # Not "http": as a sidecar it shares the pod with an app whose port is.
+  - name: authsidecar
     containerPort: {{ .Values.port }}
     protocol: TCP
 envFrom:
@@ -101,7 +121,7 @@ envFrom:
   - secretRef:
       name: {{ . }}
   {{- end }}
-{{- if or .Values.redis.existingSecret (include "authsidecar.clientKeysEnabled" .) .Values.adminToken.existingSecret }}
+{{- if or .Values.redis.existingSecret (include "authsidecar.clientKeysEnabled" .) .Values.adminToken.existingSecret .Values.extraEnv }}
 env:
   {{- with .Values.redis.existingSecret }}
   - name: REDIS_URL
@@ -126,11 +146,14 @@ env:
     valueFrom:
       secretKeyRef: {name: {{ . }}, key: {{ $.Values.adminToken.key }}}
   {{- end }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 {{- /* A sidecar listens on the pod's loopback, which kubelet's HTTP probes
        (sent to the pod IP) cannot reach: it probes itself. */}}
-{{- $ready := ternary (dict "httpGet" (dict "path" "/readyz" "port" "http")) (dict "exec" (dict "command" (list "/authsidecar" "healthcheck"))) (eq .Values.mode "shared") }}
-{{- $live := ternary (dict "httpGet" (dict "path" "/healthz" "port" "http")) (dict "exec" (dict "command" (list "/authsidecar" "healthcheck" "live"))) (eq .Values.mode "shared") }}
+{{- $ready := ternary (dict "httpGet" (dict "path" "/readyz" "port" "authsidecar")) (dict "exec" (dict "command" (list "/authsidecar" "healthcheck"))) (eq .Values.mode "shared") }}
+{{- $live := ternary (dict "httpGet" (dict "path" "/healthz" "port" "authsidecar")) (dict "exec" (dict "command" (list "/authsidecar" "healthcheck" "live"))) (eq .Values.mode "shared") }}
 {{- if $native }}
 startupProbe:
   {{- toYaml $ready | nindent 2 }}
@@ -172,7 +195,21 @@ For your pod spec, in sidecar mode. Pass a dict: (dict "Values"
 {{- end }}
 {{- end -}}
 
-{{/* A pod annotation that rolls the pods when the configuration changes. */}}
+{{/*
+Pod annotations that roll the pods when the configuration changes, or the
+Secrets it names do (read with lookup at install and upgrade; `helm
+template` cannot see them and renders a constant).
+*/}}
 {{- define "authsidecar.checksumAnnotation" -}}
 checksum/authsidecar-config: {{ include "authsidecar.configData" . | sha256sum }}
+checksum/authsidecar-secrets: {{ include "authsidecar.secretsData" . | sha256sum }}
+{{- end -}}
+
+{{- define "authsidecar.secretsData" -}}
+{{- $names := list .Values.credentials.existingSecret .Values.redis.existingSecret .Values.encryptionKey.existingSecret .Values.clientKeys.existingSecret .Values.adminToken.existingSecret | compact | uniq | sortAlpha -}}
+{{- range $name := $names }}
+{{- with lookup "v1" "Secret" $.Release.Namespace $name }}
+{{ $name }}: {{ .data | toJson }}
+{{- end }}
+{{- end }}
 {{- end -}}
