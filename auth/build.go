@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"go.uber.org/zap"
 )
 
 // SettingError is a bad setting, named by its variable suffix (TOKEN_URL);
@@ -44,7 +45,7 @@ type Built struct {
 // Build turns resolved settings (Apply already done) into a grant. It checks
 // that every credential the grant needs is there, so a route with a missing
 // secret fails at start-up, not on its first call.
-func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Clock) (Built, error) {
+func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Clock, log *zap.Logger) (Built, error) {
 	b := Built{Refused: p.Refused}
 	var err error
 	if s.UpstreamURL == "" {
@@ -99,7 +100,7 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 		return b, settingErr("INJECT", "unknown injection %q (want header or query)", s.Inject)
 	}
 
-	ep := &Endpoint{Fields: standardFields, Client: client, Clock: now}
+	ep := &Endpoint{Fields: standardFields, Client: client, Clock: now, Log: log}
 	if ep.Auth, err = newClientAuth(s); err != nil {
 		return b, err
 	}

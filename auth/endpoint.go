@@ -11,6 +11,7 @@ import (
 	"net/url"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"go.uber.org/zap"
 )
 
 // BodyFormat is how a token request's members are encoded.
@@ -45,6 +46,8 @@ type Endpoint struct {
 	Client *http.Client
 	// Clock is what expiries are computed from.
 	Clock clock.Clock
+	// Log, at debug level, shows failed answers with secrets removed.
+	Log *zap.Logger
 }
 
 // TokenRequest is one call to a token endpoint.
@@ -62,7 +65,7 @@ type TokenRequest struct {
 
 // Do sends req and parses the answer.
 func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
-	ans, err := e.send(ctx, req)
+	ans, sent, err := e.send(ctx, req)
 	if err != nil {
 		return Token{}, err
 	}
@@ -72,6 +75,7 @@ func (e *Endpoint) Do(ctx context.Context, req TokenRequest) (Token, error) {
 	}
 	tok, err := parseTokenResponse(ans.status, ans.contentType, ans.body, fields, e.Clock.Now())
 	if err != nil {
+		e.debugFailure(req.URL, ans, sent, err)
 		return Token{}, fmt.Errorf("token endpoint %s: %w", safeURL(req.URL), err)
 	}
 	return tok, nil
@@ -84,11 +88,12 @@ type answer struct {
 	body        []byte
 }
 
-// send sends req in the endpoint's dialect and reads the answer.
-func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
+// send sends req in the endpoint's dialect and reads the answer. sent lists
+// the values it carried that may be secret, for redacting debug lines.
+func (e *Endpoint) send(ctx context.Context, req TokenRequest) (ans answer, sent []string, err error) {
 	target, err := url.Parse(req.URL)
 	if err != nil {
-		return answer{}, fmt.Errorf("parsing token URL: %w", errors.Unwrap(err))
+		return answer{}, nil, fmt.Errorf("parsing token URL: %w", errors.Unwrap(err))
 	}
 	if len(req.Query) > 0 {
 		q := target.Query()
@@ -106,7 +111,7 @@ func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
 	header.Set("Accept", "application/json")
 	if !req.NoClientAuth && e.Auth != nil {
 		if err := e.Auth.Authenticate(ctx, req.URL, header, params); err != nil {
-			return answer{}, fmt.Errorf("authenticating the client to %s: %w", safeURL(req.URL), err)
+			return answer{}, nil, fmt.Errorf("authenticating the client to %s: %w", safeURL(req.URL), err)
 		}
 	}
 
@@ -120,7 +125,7 @@ func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
 		}
 		body, err = json.Marshal(m)
 		if err != nil {
-			return answer{}, fmt.Errorf("encoding token request: %w", err)
+			return answer{}, nil, fmt.Errorf("encoding token request: %w", err)
 		}
 		contentType = "application/json"
 	default:
@@ -130,12 +135,13 @@ func (e *Endpoint) send(ctx context.Context, req TokenRequest) (answer, error) {
 
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
 	if err != nil {
-		return answer{}, fmt.Errorf("building token request to %s: %w", safeURL(req.URL), errors.Unwrap(err))
+		return answer{}, nil, fmt.Errorf("building token request to %s: %w", safeURL(req.URL), errors.Unwrap(err))
 	}
 	httpReq.Header = header
 	httpReq.Header.Set("Content-Type", contentType)
 
-	return roundTrip(e.Client, httpReq, "token endpoint", req.URL)
+	ans, err = roundTrip(e.Client, httpReq, "token endpoint", req.URL)
+	return ans, sentSecrets(params, header), err
 }
 
 // roundTrip sends req to an auth endpoint (what names it in errors) and

@@ -192,7 +192,7 @@ func (g *OAuth2Grant) Revoke(ctx context.Context, tok Token) error {
 	if token == "" {
 		token, hint = tok.AccessToken, "access_token"
 	}
-	ans, err := g.Endpoint.send(ctx, TokenRequest{URL: g.RevokeURL, Params: url.Values{"token": {token}, "token_type_hint": {hint}}})
+	ans, _, err := g.Endpoint.send(ctx, TokenRequest{URL: g.RevokeURL, Params: url.Values{"token": {token}, "token_type_hint": {hint}}})
 	if err != nil {
 		return fmt.Errorf("revoking token: %w", err)
 	}

@@ -2,11 +2,14 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/logtest"
 	"github.com/authsidecar/authsidecar/internal/oauthtest"
 )
 
@@ -121,5 +124,37 @@ func TestTokenEndpointErrorsHideQueryAndBody(t *testing.T) {
 	_, err := ep.Do(context.Background(), TokenRequest{URL: "http://127.0.0.1:1/token?refresh_token=sekrit-rt", Params: nil})
 	if err == nil || strings.Contains(err.Error(), "sekrit") {
 		t.Fatalf("err = %v; want an error without the query", err)
+	}
+}
+
+// Regression: LOG_LEVEL=debug added nothing. At debug, a failed token call
+// logs the endpoint's status, content type and first bytes — without the
+// secrets the request carried or the answer holds.
+func TestDebugLogShowsFailedAnswersWithoutSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		// A vendor that quotes what it was sent, and leaks a token.
+		fmt.Fprintf(w, `{"error":"invalid_grant","error_description":"bad refresh token %s","access_token":"leaked-at-123"}`, r.PostForm.Get("refresh_token"))
+	}))
+	defer srv.Close()
+	log, logs := logtest.New()
+	g := &OAuth2Grant{Type: GrantRefreshToken, TokenURL: srv.URL, RefreshToken: "rt-secret-value",
+		Endpoint: &Endpoint{Auth: ClientSecretBasic{ID: "cid", Secret: "client-secret-value"}, Client: http.DefaultClient, Log: log}}
+	if _, err := g.Fetch(context.Background(), Token{}); err == nil {
+		t.Fatal("a refused refresh gave a token")
+	}
+	logs.WaitFor(t, `"status":400`)
+	out := logs.String()
+	for _, want := range []string{`"content_type":"application/json"`, `invalid_grant`, `bad refresh token REDACTED`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("debug line lacks %s: %s", want, out)
+		}
+	}
+	for _, secret := range []string{"rt-secret-value", "client-secret-value", "leaked-at-123"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("debug line holds %s", secret)
+		}
 	}
 }

@@ -174,7 +174,7 @@ func redactedTarget(path, rawQuery string) string {
 
 func secretLooking(key string) bool {
 	k := strings.ToLower(key)
-	for _, word := range []string{"token", "secret", "password", "passwd", "key", "code", "auth", "sig", "session", "credential"} {
+	for _, word := range []string{"token", "secret", "pass", "key", "code", "auth", "sig", "session", "credential", "jwt", "bearer", "assertion"} {
 		if strings.Contains(k, word) {
 			return true
 		}

@@ -169,3 +169,17 @@ func TestRefusalCheckDoesNotHoldBackAStream(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// Regression: the access log redacted token= and secret= but showed pass=,
+// jwt=, bearer= and assertion= values.
+func TestAccessLogRedactsCredentialLookingParameters(t *testing.T) {
+	got := redactedTarget("/x", "pass=p1&jwt=j1&bearer=b1&client_assertion=a1&code=c1&page=2")
+	for _, secret := range []string{"p1", "j1", "b1", "a1", "c1"} {
+		if strings.Contains(got, "="+secret) {
+			t.Errorf("%q shows %s", got, secret)
+		}
+	}
+	if !strings.Contains(got, "page=2") {
+		t.Errorf("%q lost an ordinary parameter", got)
+	}
+}

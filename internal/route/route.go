@@ -56,6 +56,9 @@ type Deps struct {
 // New builds the route rc describes. Every setting is checked here, so a
 // route with a missing credential stops start-up with the variable's name.
 func New(rc config.Route, d Deps) (*Route, error) {
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
 	preset, ok := auth.LookupPreset(rc.Preset)
 	if !ok {
 		return nil, fmt.Errorf("%sPRESET: unknown preset %q", rc.Prefix, rc.Preset)
@@ -73,7 +76,7 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		// wherever it points. Its answer is taken as the endpoint's.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	built, err := preset.Build(rc.Name, settings, tokenClient, d.Clock)
+	built, err := preset.Build(rc.Name, settings, tokenClient, d.Clock, d.Logger.With(zap.String("route", rc.Name)))
 	if err != nil {
 		var se *auth.SettingError
 		if errors.Is(err, auth.ErrNoCredentials) {
