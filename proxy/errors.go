@@ -120,7 +120,9 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
+	// 1xx answers are interim, but for 101 Switching Protocols, which is
+	// how an upgraded (WebSocket) call ends as far as HTTP is concerned.
+	if s.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)

@@ -99,6 +99,10 @@ func (e *Engine) Forwarder(r Route) (*Forwarder, error) {
 			// The caller's own credentials never reach the vendor.
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Del(ClientKeyHeader)
+			// The caller's trailers come after its body: the server fills
+			// the inbound request's map then, so the outbound one must be
+			// that map, not the copy Clone took before.
+			pr.Out.Trailer = pr.In.Trailer
 			if e.forwarded {
 				pr.SetXForwarded()
 			}

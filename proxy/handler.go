@@ -3,20 +3,16 @@
 package proxy
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // Routes is the table the handler finds a call's route in. It is read on
@@ -61,6 +57,7 @@ type Handler struct {
 	clock      clock.Clock
 	bodyIdle   time.Duration
 	notReady   atomic.Bool
+	inFlight   inFlight
 }
 
 // New builds the sidecar's handler over a table of routes.
@@ -121,29 +118,6 @@ func refuseBody(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
-// idleBody is a caller's body whose reads must make progress: each read
-// gets idle to return, so a stalled upload ends instead of holding a
-// goroutine and its buffers forever.
-type idleBody struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	idle time.Duration
-}
-
-func (b *idleBody) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		// The body is done: the server's own read of the connection
-		// (which notices a caller that leaves during a long answer)
-		// must not inherit the deadline. After another error the
-		// deadline stays passed, so the server closes the connection
-		// instead of waiting to drain the rest of a stalled body.
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
-}
-
 // queryFlag reads a boolean query parameter: present and empty, or a true
 // value, is true ("?verbose", "?verbose=1"); "?verbose=false" is false.
 func queryFlag(r *http.Request, name string) bool {
@@ -156,45 +130,8 @@ func queryFlag(r *http.Request, name string) bool {
 	return v == "" || err == nil && on
 }
 
-// requestID is the caller's X-Request-Id for log lines, so one call can be
-// followed from the caller through the sidecar to the vendor. It is bounded:
-// the caller writes it.
-func requestID(r *http.Request) zap.Field {
-	id := r.Header.Get("X-Request-Id")
-	if id == "" {
-		return zap.Skip()
-	}
-	if len(id) > 128 {
-		id = id[:128]
-	}
-	return zap.String("request_id", id)
-}
-
 // SetReady sets what /readyz answers; it turns false when draining.
 func (h *Handler) SetReady(ready bool) { h.notReady.Store(!ready) }
-
-// replayOutcome says what happened after a 401, for the call's log line.
-type replayOutcome string
-
-const (
-	replayNone          replayOutcome = ""
-	replayDone          replayOutcome = "replayed"
-	replayNotReplayable replayOutcome = "body_too_large"
-	replayNoNewToken    replayOutcome = "no_new_token"
-	replayTokenError    replayOutcome = "token_error"
-)
-
-// outcome names what followed a 401 for metrics: for a replay, whether the
-// replay was refused too.
-func (o replayOutcome) outcome(finalStatus int) string {
-	if o == replayDone {
-		if finalStatus == http.StatusUnauthorized {
-			return "replayed_refused"
-		}
-		return "replayed"
-	}
-	return string(o)
-}
 
 // Observer is told of every proxied call. Its methods must be cheap and safe
 // for concurrent use.
@@ -205,6 +142,9 @@ type Observer interface {
 	Replay(route, outcome string)
 	// UnknownRoute reports a call to a route that does not exist.
 	UnknownRoute()
+	// Aborted reports a call whose answer broke off mid-stream: reason is
+	// upstream_failed or caller_left.
+	Aborted(route, reason string)
 }
 
 type nopObserver struct{}
@@ -212,20 +152,7 @@ type nopObserver struct{}
 func (nopObserver) Request(string, string, int, time.Duration) {}
 func (nopObserver) Replay(string, string)                      {}
 func (nopObserver) UnknownRoute()                              {}
-
-// call is what the handler and the transport share about one proxied call.
-type call struct {
-	route  string
-	target *url.URL
-	replay replayOutcome
-}
-
-type callKey struct{}
-
-func callFrom(ctx context.Context) *call {
-	c, _ := ctx.Value(callKey{}).(*call)
-	return c
-}
+func (nopObserver) Aborted(string, string)                     {}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	escaped := r.URL.EscapedPath()
@@ -297,30 +224,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: h.bodyIdle}
-	}
-	c := &call{route: name, target: target}
-	rec := &statusRecorder{ResponseWriter: w}
-	start := h.clock.Now()
-	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
-
-	took := h.clock.Since(start)
-	h.observer.Request(name, r.Method, rec.statusOrOK(), took)
-	if c.replay != replayNone {
-		h.observer.Replay(name, c.replay.outcome(rec.statusOrOK()))
-	}
-	if ce := h.log.Check(zapcore.InfoLevel, "proxied"); ce != nil {
-		ce.Write(
-			zap.String("route", name),
-			zap.String("method", r.Method),
-			zap.String("path", redactedTarget(confined, r.URL.RawQuery)),
-			zap.Int("status", rec.statusOrOK()),
-			zap.Duration("duration", took),
-			zap.Int64("bytes", rec.written),
-			zap.Bool("replayed", c.replay == replayDone),
-			zap.String("after_401", string(c.replay)),
-			requestID(r),
-		)
-	}
+	h.forward(w, r, name, rt, confined, target)
 }

@@ -94,6 +94,9 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, &tokenError{err}
 	}
 	resp, err := t.attempt(req, tok.AccessToken, kept, body)
+	if err == nil && call != nil {
+		call.upstreamStatus = resp.StatusCode
+	}
 	if err != nil || !t.tokenRefused(resp) {
 		return scrubbed(resp, tok.AccessToken), err
 	}
@@ -129,6 +132,9 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		call.replay = replayDone
 	}
 	resp, err = t.attempt(req, fresh.AccessToken, kept, nil)
+	if err == nil && call != nil {
+		call.upstreamStatus = resp.StatusCode
+	}
 	return scrubbed(resp, fresh.AccessToken), err
 }
 
@@ -164,11 +170,16 @@ func (t *tokenTransport) tokenRefused(resp *http.Response) bool {
 // reader over kept when the body was kept, else streamed.
 func (t *tokenTransport) attempt(req *http.Request, accessToken string, kept *replayBuffer, streamed io.ReadCloser) (*http.Response, error) {
 	out := req.Clone(req.Context())
+	out.Trailer = req.Trailer // shared, not cloned: see the Rewrite
 	switch {
 	case kept != nil:
 		out.Body = kept.reader()
 		out.ContentLength = int64(kept.buf.Len())
 		out.GetBody = func() (io.ReadCloser, error) { return kept.reader(), nil }
+		if len(req.Trailer) > 0 {
+			// Trailers travel only after a chunked body.
+			out.ContentLength = -1
+		}
 	case streamed != nil:
 		out.Body = streamed
 		out.GetBody = nil

@@ -183,11 +183,17 @@ const warmCheckEvery = time.Second
 // Serve serves on ln until ctx ends, then drains: /readyz turns false, the
 // listener closes, and calls in flight get up to SHUTDOWN_TIMEOUT to finish.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	// Calls' contexts end when draining runs out of time: upgraded
+	// (WebSocket) connections, which the server no longer tracks, close
+	// with them.
+	callsCtx, endCalls := context.WithCancel(context.Background())
+	defer endCalls()
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(a.log.Named("http")),
+		BaseContext:       func(net.Listener) context.Context { return callsCtx },
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -229,7 +235,14 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	time.Sleep(a.cfg.ShutdownDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	err := srv.Shutdown(shutdownCtx)
+	if err == nil {
+		// Shutdown does not wait for upgraded connections; streams and
+		// upgrades get what is left of SHUTDOWN_TIMEOUT too.
+		err = a.handler.Drain(shutdownCtx)
+	}
+	if err != nil {
+		endCalls()
 		srv.Close()
 		return fmt.Errorf("draining: calls still in flight after SHUTDOWN_TIMEOUT (%s): %w", a.cfg.ShutdownTimeout, err)
 	}

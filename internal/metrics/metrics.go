@@ -26,6 +26,7 @@ type Metrics struct {
 	tokenExpiry     *prometheus.GaugeVec
 	unknownRoutes   prometheus.Counter
 	storeDataLost   prometheus.Counter
+	aborted         *prometheus.CounterVec
 }
 
 // New registers the collectors, the Go runtime's and the process's among
@@ -71,6 +72,10 @@ func New() *Metrics {
 			Name: "authsidecar_token_expiry_timestamp_seconds",
 			Help: "When the route's current token expires (Unix time); alert before it passes.",
 		}, []string{"route"}),
+		aborted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_aborted_requests_total",
+			Help: "Proxied calls whose answer broke off mid-stream: upstream_failed, or caller_left.",
+		}, []string{"route", "reason"}),
 		storeDataLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authsidecar_store_data_lost_total",
 			Help: "Times this replica found that the shared store had lost its data (a restart without persistence, a failover, FLUSHALL) and held rotating refreshes back while the fleet wrote its tokens back.",
@@ -81,7 +86,7 @@ func New() *Metrics {
 		}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.replays, m.refreshes, m.refreshDuration,
-		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost,
+		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost, m.aborted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -116,6 +121,9 @@ func (m *Metrics) Request(route, method string, status int, d time.Duration) {
 
 // Replay records what followed a 401.
 func (m *Metrics) Replay(route, outcome string) { m.replays.WithLabelValues(route, outcome).Inc() }
+
+// Aborted records a call whose answer broke off mid-stream.
+func (m *Metrics) Aborted(route, reason string) { m.aborted.WithLabelValues(route, reason).Inc() }
 
 // StoreDataLost records that the shared store lost its data.
 func (m *Metrics) StoreDataLost() { m.storeDataLost.Inc() }
