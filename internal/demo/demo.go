@@ -65,6 +65,7 @@ func Start(ln net.Listener, log *zap.Logger) (*Demo, error) {
 	veem := emulators.NewVeem(opts)
 	viadeoOpts := opts
 	viadeoOpts.RedirectURL = d.BaseURL + "/oauth/viadeo/callback"
+	viadeoOpts.RedirectLoopback = true // for a sidecar of your own, on any local port
 	viadeo := emulators.NewViadeo(viadeoOpts)
 	viadeo.FormAnswers = true
 
@@ -165,10 +166,26 @@ func (d *Demo) PrintIntro(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Health: curl %s/readyz?verbose    Stop: Ctrl-C\n\n", d.BaseURL)
 	fmt.Fprintf(w, "To point your own configuration at the emulators (client %s / %s, user %s / %s):\n", clientID, clientSecret, username, password)
-	for _, name := range []string{"viewneo", "movingimage", "veem", "viadeo"} {
-		fmt.Fprintf(w, "  %s_UPSTREAM_URL=%s\n", strings.ToUpper(name), d.Emulators[name])
+	for _, line := range d.OwnConfiguration() {
+		fmt.Fprintf(w, "  %s\n", line)
 	}
+	fmt.Fprintf(w, "  VIADEO_REDIRECT_URL=http://127.0.0.1:PORT/oauth/viadeo/callback   (your sidecar's address; any local port)\n")
 	fmt.Fprintln(w)
+}
+
+// OwnConfiguration is the variables that point a sidecar of your own at the
+// emulators: each route's upstream, and Viadeo's auth endpoints, which do
+// not follow its upstream (they are on secure.viadeo.com).
+func (d *Demo) OwnConfiguration() []string {
+	var lines []string
+	for _, name := range []string{"viewneo", "movingimage", "veem", "viadeo"} {
+		lines = append(lines, fmt.Sprintf("%s_UPSTREAM_URL=%s", strings.ToUpper(name), d.Emulators[name]))
+	}
+	v := d.Emulators["viadeo"]
+	return append(lines,
+		"VIADEO_AUTHORIZE_URL="+v+"/oauth-provider/authorize2",
+		"VIADEO_TOKEN_URL="+v+"/oauth-provider/access_token2",
+		"VIADEO_REVOKE_URL="+v+"/oauth-provider/revoke_access_token2")
 }
 
 // Serve serves the sidecar until ctx ends, then drains and stops the

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/authsidecar/authsidecar/internal/app"
+	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/internal/logtest"
+	"go.uber.org/zap"
 )
 
 // The commands the demo prints work, in order, against what it starts.
@@ -82,4 +85,60 @@ func TestDemoCommandsWork(t *testing.T) {
 	}
 	// The last call was replayed after the emulator expired its tokens.
 	logs.WaitFor(t, `"replayed":true`)
+}
+
+// Regression: the demo's "point your own configuration at the emulators"
+// did not work for Viadeo, whose auth endpoints do not follow its upstream.
+// A sidecar configured from exactly what the demo prints consents and calls.
+func TestOwnConfigurationWorksForViadeo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(ln, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+
+	own, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + own.Addr().String()
+	env := map[string]string{"ROUTES": "viadeo", "VIADEO_CLIENT_ID": clientID, "VIADEO_CLIENT_SECRET": clientSecret,
+		"VIADEO_REDIRECT_URL": base + "/oauth/viadeo/callback"}
+	for _, line := range d.OwnConfiguration() {
+		k, v, _ := strings.Cut(line, "=")
+		env[k] = v
+	}
+	cfg, err := config.LoadFrom(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	srv := &http.Server{Handler: a.Handler()}
+	go srv.Serve(own)
+	defer srv.Close()
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	for _, step := range []struct{ path, want string }{
+		{"/oauth/viadeo/start", "Connected"},
+		{"/viadeo/me", `"vendor":"viadeo"`},
+	} {
+		resp, err := client.Get(base + step.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), step.want) {
+			t.Fatalf("%s: %d %s", step.path, resp.StatusCode, body)
+		}
+	}
 }

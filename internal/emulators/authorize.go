@@ -6,6 +6,7 @@ package emulators
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -20,6 +21,11 @@ type Options struct {
 	ClientSecret string
 	Username     string
 	Password     string
+	// RedirectLoopback registers every http://127.0.0.1:PORT/... and
+	// http://localhost:PORT/... redirect URI besides RedirectURL, as a
+	// vendor's "development" client does: the demo's emulators then serve
+	// a sidecar the user configures on any local port.
+	RedirectLoopback bool
 	// RedirectURL, when set, is the only redirect_uri the authorize and
 	// token endpoints accept, as the vendor's registered callback.
 	RedirectURL string
@@ -48,7 +54,7 @@ func authorize(i *issuer.Issuer, o Options, w http.ResponseWriter, r *http.Reque
 	case q.Get("client_id") != o.ClientID:
 		http.Error(w, "unknown client_id", http.StatusBadRequest)
 		return
-	case redirect == "" || (o.RedirectURL != "" && redirect != o.RedirectURL):
+	case redirect == "" || (o.RedirectURL != "" && redirect != o.RedirectURL && !(o.RedirectLoopback && loopbackURL(redirect))):
 		// Never redirect to an unregistered URI (RFC 6749 4.1.2.1).
 		http.Error(w, "redirect_uri does not match the client's", http.StatusBadRequest)
 		return
@@ -76,4 +82,14 @@ func authorize(i *issuer.Issuer, o Options, w http.ResponseWriter, r *http.Reque
 func oauthError(i *issuer.Issuer, w http.ResponseWriter, status int, code, why string) {
 	i.Refuse(fmt.Sprintf("%s: %s", code, why))
 	issuer.WriteJSON(w, status, map[string]string{"error": code, "error_description": why})
+}
+
+// loopbackURL reports whether raw is an http URL on this machine.
+func loopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	ip := net.ParseIP(u.Hostname())
+	return u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()
 }
