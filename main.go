@@ -18,6 +18,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/app"
 	"github.com/authsidecar/authsidecar/internal/config"
 	demopkg "github.com/authsidecar/authsidecar/internal/demo"
+	"github.com/authsidecar/authsidecar/internal/injector"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -62,6 +63,8 @@ const usage = `authsidecar — an authenticating reverse proxy for OAuth2 APIs
 
 Usage:
   authsidecar [serve]        run the sidecar, configured by environment variables
+  authsidecar injector       serve the Kubernetes admission webhook that injects
+                             the sidecar into labelled pods (INJECTOR_* variables)
   authsidecar demo           run emulators of the four vendors and the sidecar in
                              front of them, and print curl commands to try
   authsidecar login ROUTE    give consent for ROUTE from a terminal (authorization code)
@@ -94,6 +97,8 @@ func run(args []string) error {
 		return serve()
 	case "demo":
 		return demo()
+	case "injector":
+		return runInjector()
 	case "login", "token", "revoke":
 		if len(args) != 2 {
 			fmt.Fprint(os.Stderr, usage)
@@ -167,6 +172,23 @@ func demo() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	return d.Serve(ctx)
+}
+
+// runInjector serves the admission webhook, configured by INJECTOR_*
+// variables.
+func runInjector() error {
+	cfg, err := injector.LoadConfig(config.Environ())
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log, err := app.NewLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return injector.Run(ctx, cfg, log)
 }
 
 // operate runs an operator's command against a route, configured as the

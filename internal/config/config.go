@@ -107,7 +107,10 @@ func (r Route) Settings() auth.Settings {
 }
 
 // Load reads the configuration from the process environment.
-func Load() (*Config, error) { return LoadFrom(envMap(os.Environ())) }
+func Load() (*Config, error) { return LoadFrom(Environ()) }
+
+// Environ is the process environment as a map.
+func Environ() map[string]string { return envMap(os.Environ()) }
 
 func envMap(environ []string) map[string]string {
 	m := make(map[string]string, len(environ))
