@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -26,6 +27,8 @@ type rendered struct {
 	deployments []appsv1.Deployment
 	policies    []networkingv1.NetworkPolicy
 	pdbs        []policyv1.PodDisruptionBudget
+	secrets     []corev1.Secret
+	webhooks    []admissionregistrationv1.MutatingWebhookConfiguration
 }
 
 func load(t *testing.T, name string) rendered {
@@ -70,6 +73,12 @@ func load(t *testing.T, name string) rendered {
 		case "policy/v1 PodDisruptionBudget":
 			r.pdbs = append(r.pdbs, policyv1.PodDisruptionBudget{})
 			target = &r.pdbs[len(r.pdbs)-1]
+		case "v1 Secret":
+			r.secrets = append(r.secrets, corev1.Secret{})
+			target = &r.secrets[len(r.secrets)-1]
+		case "admissionregistration.k8s.io/v1 MutatingWebhookConfiguration":
+			r.webhooks = append(r.webhooks, admissionregistrationv1.MutatingWebhookConfiguration{})
+			target = &r.webhooks[len(r.webhooks)-1]
 		case "monitoring.coreos.com/v1 ServiceMonitor":
 			continue // a CRD: not in k8s.io/api
 		default:
@@ -126,7 +135,7 @@ func checkHardened(t *testing.T, c *corev1.Container) {
 		t.Error("missing liveness or readiness probe")
 	}
 	for _, e := range c.Env {
-		if e.Value != "" {
+		if e.Value != "" && !strings.HasPrefix(e.Name, "INJECTOR_") && e.Name != "LOG_LEVEL" && e.Name != "LOG_FORMAT" {
 			t.Errorf("env %s is inline; secrets come from Secrets", e.Name)
 		}
 	}
@@ -225,6 +234,55 @@ func TestSidecarMode(t *testing.T) {
 			}
 			if got := configValue(t, r, "LISTEN_ADDR"); !strings.HasPrefix(got, "127.0.0.1:") {
 				t.Errorf("sidecar LISTEN_ADDR %q, want loopback", got)
+			}
+		})
+	}
+}
+
+func TestInjectorMode(t *testing.T) {
+	for _, tc := range []struct {
+		kube   string
+		native string
+	}{{"1.28", "false"}, {"1.33", "true"}} {
+		t.Run(tc.kube, func(t *testing.T) {
+			r := load(t, "injector-"+tc.kube+".yaml")
+			if len(r.deployments) != 1 || len(r.services) != 1 || len(r.pdbs) != 1 || len(r.webhooks) != 1 || len(r.secrets) != 1 || len(r.configMaps) != 0 {
+				t.Fatalf("injector mode rendered %d Deployments, %d Services, %d PDBs, %d webhooks, %d Secrets, %d ConfigMaps",
+					len(r.deployments), len(r.services), len(r.pdbs), len(r.webhooks), len(r.secrets), len(r.configMaps))
+			}
+			d := r.deployments[0]
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+				t.Error("the injector does not run 2 replicas")
+			}
+			c := findContainer(d.Spec.Template.Spec.Containers, "injector")
+			if c == nil {
+				t.Fatal("no injector container")
+			}
+			checkHardened(t, c)
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			if env["INJECTOR_NATIVE_SIDECAR"] != tc.native || env["INJECTOR_SIDECAR_IMAGE"] == "" || env["INJECTOR_TLS_CERT_FILE"] == "" {
+				t.Errorf("injector env %v", env)
+			}
+			w := r.webhooks[0].Webhooks
+			if len(w) != 1 {
+				t.Fatalf("%d webhooks", len(w))
+			}
+			hook := w[0]
+			if hook.FailurePolicy == nil || *hook.FailurePolicy != admissionregistrationv1.Fail ||
+				hook.SideEffects == nil || *hook.SideEffects != admissionregistrationv1.SideEffectClassNone ||
+				hook.TimeoutSeconds == nil || hook.ClientConfig.Service == nil || *hook.ClientConfig.Service.Path != "/mutate" ||
+				len(hook.ClientConfig.CABundle) == 0 {
+				t.Errorf("webhook %+v", hook)
+			}
+			if hook.ObjectSelector == nil || hook.ObjectSelector.MatchLabels["authsidecar.io/inject"] != "true" ||
+				hook.NamespaceSelector == nil || hook.NamespaceSelector.MatchLabels["authsidecar.io/injection"] != "enabled" {
+				t.Error("the webhook is not limited to opted-in pods in opted-in namespaces")
+			}
+			if len(r.secrets[0].Data["tls.crt"]) == 0 || len(r.secrets[0].Data["tls.key"]) == 0 {
+				t.Error("no serving certificate")
 			}
 		})
 	}

@@ -91,11 +91,16 @@ func podName(req *admissionv1.AdmissionRequest) string {
 	}
 	var meta struct {
 		Metadata struct {
-			GenerateName string `json:"generateName"`
+			Name, GenerateName string
 		} `json:"metadata"`
 	}
-	if json.Unmarshal(req.Object.Raw, &meta) == nil && meta.Metadata.GenerateName != "" {
-		return meta.Metadata.GenerateName + "*"
+	if json.Unmarshal(req.Object.Raw, &meta) == nil {
+		switch {
+		case meta.Metadata.Name != "":
+			return meta.Metadata.Name
+		case meta.Metadata.GenerateName != "":
+			return meta.Metadata.GenerateName + "*"
+		}
 	}
 	return fmt.Sprintf("(unnamed, %s)", req.UID)
 }

@@ -213,3 +213,27 @@ checksum/authsidecar-secrets: {{ include "authsidecar.secretsData" . | sha256sum
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The injector's serving certificate as YAML (ca, cert, key; base64): the one
+in the release's Secret when it exists, so upgrades keep it, else a new CA
+and a certificate for the Service's names, valid ten years.
+*/}}
+{{- define "authsidecar.injectorTLS" -}}
+{{- $name := printf "%s-injector" (include "authsidecar.fullname" .) -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-tls" $name) -}}
+{{- if and $existing $existing.data (index $existing.data "ca.crt") -}}
+ca: {{ index $existing.data "ca.crt" }}
+cert: {{ index $existing.data "tls.crt" }}
+key: {{ index $existing.data "tls.key" }}
+{{- else if .Values.injector.certManager.enabled -}}
+ca: ""
+{{- else -}}
+{{- $ca := genCA (printf "%s-ca" $name) 3650 -}}
+{{- $dns := list (printf "%s.%s.svc" $name .Release.Namespace) (printf "%s.%s.svc.cluster.local" $name .Release.Namespace) (printf "%s.%s" $name .Release.Namespace) $name -}}
+{{- $cert := genSignedCert (first $dns) nil $dns 3650 $ca -}}
+ca: {{ $ca.Cert | b64enc }}
+cert: {{ $cert.Cert | b64enc }}
+key: {{ $cert.Key | b64enc }}
+{{- end -}}
+{{- end -}}
