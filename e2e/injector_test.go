@@ -39,6 +39,20 @@ func TestInjectorAgainstARealAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An upgrade keeps the serving certificate (and the webhook's CA).
+	upgrade := exec.Command(helm, "upgrade", release, "../charts/authsidecar", "--namespace", ns,
+		"--set", "mode=injector", "--set", "image.tag=e2e", "--kubeconfig", c.kubeconfig, "--wait=false")
+	if out, err := upgrade.CombinedOutput(); err != nil {
+		t.Fatalf("helm upgrade: %v\n%s", err, out)
+	}
+	after, err := c.client.CoreV1().Secrets(ns).Get(ctx, name+"-tls", metav1.GetOptions{})
+	if err != nil || string(after.Data["tls.crt"]) != string(sec.Data["tls.crt"]) {
+		t.Fatalf("helm upgrade replaced the serving certificate (%v)", err)
+	}
+	mwcAfter, err := c.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+	if err != nil || string(mwcAfter.Webhooks[0].ClientConfig.CABundle) != string(sec.Data["ca.crt"]) {
+		t.Fatalf("after the upgrade the webhook's CA is not the certificate's (%v)", err)
+	}
 	certFile, keyFile := filepath.Join(c.dir, "tls.crt"), filepath.Join(c.dir, "tls.key")
 	os.WriteFile(certFile, sec.Data["tls.crt"], 0o600)
 	os.WriteFile(keyFile, sec.Data["tls.key"], 0o600)
