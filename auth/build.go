@@ -166,11 +166,20 @@ func requireSettings(g GrantType, settings ...[2]string) error {
 	return nil
 }
 
+// clientCredential is non-empty when the client can authenticate; the
+// missing one is named CLIENT_SECRET, the usual one.
+func clientCredential(s Settings) string {
+	if s.hasClientCredential() {
+		return "present"
+	}
+	return ""
+}
+
 // requireFor checks that the settings grant g needs are present.
 func requireFor(g GrantType, s Settings) error {
 	need := map[GrantType][]struct{ setting, value string }{
 		GrantStatic:            {{"ACCESS_TOKEN", s.AccessToken}},
-		GrantClientCredentials: {{"CLIENT_ID", s.ClientID}, {"CLIENT_SECRET", s.ClientSecret}, {"TOKEN_URL", s.TokenURL}},
+		GrantClientCredentials: {{"CLIENT_ID", s.ClientID}, {"CLIENT_SECRET", clientCredential(s)}, {"TOKEN_URL", s.TokenURL}},
 		GrantPassword:          {{"USERNAME", s.Username}, {"PASSWORD", s.Password}, {"TOKEN_URL", s.TokenURL}},
 		GrantRefreshToken:      {{"REFRESH_TOKEN", s.RefreshToken}, {"TOKEN_URL", s.TokenURL}},
 		GrantAuthorizationCode: {{"CLIENT_ID", s.ClientID}, {"TOKEN_URL", s.TokenURL}, {"AUTHORIZE_URL", s.AuthorizeURL}, {"REDIRECT_URL", s.RedirectURL}},

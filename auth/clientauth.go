@@ -39,7 +39,12 @@ const defaultClientAuth = "basic"
 // newClientAuth builds the method CLIENT_AUTH names (basic when empty).
 func newClientAuth(s Settings) (ClientAuth, error) {
 	name := s.ClientAuth
-	if name == "" {
+	switch {
+	case name != "":
+	case s.ClientKeyFile != "" || s.ClientAssertionFile != "":
+		// A key or an assertion given says how the client authenticates.
+		name = "private_key_jwt"
+	default:
 		name = defaultClientAuth
 	}
 	build, ok := clientAuthMethods[name]
@@ -50,10 +55,6 @@ func newClientAuth(s Settings) (ClientAuth, error) {
 		}
 		sort.Strings(names)
 		return nil, settingErr("CLIENT_AUTH", "unknown client authentication %q (want %s)", name, joinOr(names))
-	}
-	if s.ClientID == "" || (name == "basic" && s.ClientSecret == "") {
-		// A public client: there is nothing to put in a Basic header.
-		return PublicClient{ID: s.ClientID}, nil
 	}
 	return build(s)
 }
@@ -67,12 +68,30 @@ func joinOr(names []string) string {
 
 func init() {
 	registerClientAuth("basic", func(s Settings) (ClientAuth, error) {
+		if s.ClientID == "" || s.ClientSecret == "" {
+			// A public client: there is nothing to put in a Basic header.
+			return PublicClient{ID: s.ClientID}, nil
+		}
 		return ClientSecretBasic{ID: s.ClientID, Secret: s.ClientSecret}, nil
 	})
 	registerClientAuth("body", func(s Settings) (ClientAuth, error) {
+		if s.ClientID == "" {
+			return PublicClient{}, nil
+		}
 		return ClientSecretPost{ID: s.ClientID, Secret: s.ClientSecret}, nil
 	})
 	registerClientAuth("none", func(s Settings) (ClientAuth, error) {
+		return PublicClient{ID: s.ClientID}, nil
+	})
+	// The client certificate (TLS_CERT_FILE) authenticates, at the TLS
+	// layer (RFC 8705 section 2): the body names the client, nothing more.
+	registerClientAuth("tls_client_auth", func(s Settings) (ClientAuth, error) {
+		if s.ClientID == "" {
+			return nil, settingErr("CLIENT_ID", "is required with CLIENT_AUTH=tls_client_auth")
+		}
+		if s.TLSCertFile == "" {
+			return nil, settingErr("TLS_CERT_FILE", "is required with CLIENT_AUTH=tls_client_auth: the certificate is what authenticates")
+		}
 		return PublicClient{ID: s.ClientID}, nil
 	})
 }

@@ -31,6 +31,16 @@ type Settings struct {
 	TokenBody    string
 	Inject       string
 	QueryParam   string
+	// Client authentication without a stored secret (CLIENT_AUTH
+	// private_key_jwt, client_secret_jwt, tls_client_auth).
+	ClientKeyFile           string
+	ClientKeyID             string
+	ClientKeyAlg            string
+	ClientAssertionAudience string
+	ClientAssertionFile     string
+	// A client certificate for the token endpoint and the upstream
+	// (RFC 8705), and extra CAs trusted for both.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
 	// AllowInsecureTokenURL lets a token endpoint on another host be
 	// plain http://, for a network the operator trusts.
 	AllowInsecureTokenURL bool
@@ -129,6 +139,14 @@ func (p Preset) Apply(s Settings) Settings {
 	return s
 }
 
+// hasClientCredential reports whether the client can authenticate: a
+// secret, a key that signs assertions, a ready-made assertion, or a client
+// certificate.
+func (s Settings) hasClientCredential() bool {
+	return s.ClientSecret != "" || s.ClientKeyFile != "" || s.ClientAssertionFile != "" ||
+		(s.ClientAuth == "tls_client_auth" && s.TLSCertFile != "")
+}
+
 // ErrNoCredentials is a route given nothing to get a token with. Its text
 // names the settings; the configuration layer names them as variables.
 var ErrNoCredentials = errors.New("no credentials: set ACCESS_TOKEN, REFRESH_TOKEN, USERNAME and PASSWORD, or CLIENT_ID and CLIENT_SECRET")
@@ -147,9 +165,10 @@ func inferGrant(s Settings) (GrantType, error) {
 	if s.Username != "" || s.Password != "" {
 		found = append(found, GrantPassword)
 	}
-	// A client id and secret without a redirect URL are client
-	// credentials, also beside another credential: that is ambiguous.
-	if s.ClientID != "" && s.ClientSecret != "" && s.RedirectURL == "" && (len(found) == 0 || s.AccessToken != "") {
+	// A client id and a client credential without a redirect URL are
+	// client credentials, also beside another credential: that is
+	// ambiguous.
+	if s.ClientID != "" && s.hasClientCredential() && s.RedirectURL == "" && (len(found) == 0 || s.AccessToken != "") {
 		found = append(found, GrantClientCredentials)
 	}
 	if len(found) == 0 && s.ClientID != "" && s.RedirectURL != "" {

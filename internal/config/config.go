@@ -83,6 +83,17 @@ type Route struct {
 	TokenBody    string `env:"TOKEN_BODY"`
 	Inject       string `env:"INJECT"`
 	QueryParam   string `env:"QUERY_PARAM"`
+	// Client authentication without a stored secret.
+	ClientKeyFile           string `env:"CLIENT_KEY_FILE"`
+	ClientKeyID             string `env:"CLIENT_KEY_ID"`
+	ClientKeyAlg            string `env:"CLIENT_KEY_ALG"`
+	ClientAssertionAudience string `env:"CLIENT_ASSERTION_AUDIENCE"`
+	ClientAssertionFile     string `env:"CLIENT_ASSERTION_FILE"`
+	// A client certificate for the token endpoint and the upstream, and
+	// extra CAs trusted for both.
+	TLSCertFile string `env:"TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE"`
+	TLSCAFile   string `env:"TLS_CA_FILE"`
 	// AllowInsecureTokenURL lets TOKEN_URL (and REFRESH_URL, REVOKE_URL)
 	// be plain http:// to another host.
 	AllowInsecureTokenURL bool `env:"ALLOW_INSECURE_TOKEN_URL"`
@@ -102,7 +113,10 @@ func (r Route) Settings() auth.Settings {
 		RedirectURL: r.RedirectURL, RevokeURL: r.RevokeURL, ClientAuth: r.ClientAuth,
 		TokenBody: r.TokenBody, Inject: r.Inject, QueryParam: r.QueryParam,
 		AllowInsecureTokenURL: r.AllowInsecureTokenURL,
-		Options:               r.Options,
+		ClientKeyFile:         r.ClientKeyFile, ClientKeyID: r.ClientKeyID, ClientKeyAlg: r.ClientKeyAlg,
+		ClientAssertionAudience: r.ClientAssertionAudience, ClientAssertionFile: r.ClientAssertionFile,
+		TLSCertFile: r.TLSCertFile, TLSKeyFile: r.TLSKeyFile, TLSCAFile: r.TLSCAFile,
+		Options: r.Options,
 	}
 }
 
