@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -26,6 +27,9 @@ type Route struct {
 	// Refused, when set, recognizes answers that refuse the token without
 	// a 401; they are handled as a 401.
 	Refused func(status int, head []byte) bool
+	// Transport, when set, is the route's own way upstream (a client
+	// certificate of its own); nil: the engine's.
+	Transport http.RoundTripper
 }
 
 // Forwarder sends one route's calls upstream: an httputil.ReverseProxy whose
@@ -111,7 +115,7 @@ func (e *Engine) Forwarder(r Route) (*Forwarder, error) {
 			route:   r.Name,
 			tokens:  r.Tokens,
 			inject:  r.Inject,
-			base:    e.transport,
+			base:    cmp.Or(r.Transport, e.transport),
 			pool:    e.pool,
 			refused: r.Refused,
 		},

@@ -92,7 +92,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	}
 	a.routes, err = route.Build(cfg.Routes, route.Deps{
 		Store: a.store, Engine: engine,
-		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin,
+		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin, UpstreamTimeout: cfg.UpstreamTimeout,
 		Clock: a.clock, Logger: log.Named("auth"), Observer: a.metrics,
 		Recovery: a.recovery, StoreLost: storeLost,
 	})

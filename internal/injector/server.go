@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/tlsfiles"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -26,9 +27,12 @@ func Handler(cfg *Config, log *zap.Logger) http.Handler {
 
 // Run serves the webhook over HTTPS on cfg.ListenAddr until ctx ends.
 func Run(ctx context.Context, cfg *Config, log *zap.Logger) error {
-	certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, log)
+	certs, err := tlsfiles.Load(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("INJECTOR_TLS_CERT_FILE/INJECTOR_TLS_KEY_FILE: %w", err)
+	}
+	certs.OnError = func(err error) {
+		log.Warn("the serving certificate changed but does not load; keeping the last good one", zap.Error(err))
 	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/internal/consent"
+	"github.com/authsidecar/authsidecar/internal/tlsfiles"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -40,13 +41,15 @@ type Route struct {
 
 // Deps is what every route is built with.
 type Deps struct {
-	Store         cache.LockingStore
-	Engine        *proxy.Engine
-	TokenTimeout  time.Duration
-	RefreshMargin time.Duration
-	Clock         clock.Clock
-	Logger        *zap.Logger
-	Observer      auth.Observer
+	Store        cache.LockingStore
+	Engine       *proxy.Engine
+	TokenTimeout time.Duration
+	// UpstreamTimeout is for a route's own upstream transport.
+	UpstreamTimeout time.Duration
+	RefreshMargin   time.Duration
+	Clock           clock.Clock
+	Logger          *zap.Logger
+	Observer        auth.Observer
 	// Recovery is the replica's, shared by its routes; StoreLost tells
 	// whether the store lost its data (nil: it cannot).
 	Recovery  *auth.Recovery
@@ -68,9 +71,23 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		settings.ConsentPath = "/oauth/" + rc.Name + "/start"
 	}
 	// The route's own client: a client certificate, when a route has one,
-	// must not be presented to another route's token endpoint.
+	// must not be presented to another route's token endpoint. The same
+	// certificate goes upstream: a certificate-bound token (RFC 8705) is
+	// only accepted with it.
+	tlsConfig, err := tlsfiles.ClientConfig(settings.TLSCertFile, settings.TLSKeyFile, settings.TLSCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s%w", rc.Prefix, err)
+	}
+	tokenTransport := proxy.NewUpstreamTransport(d.TokenTimeout)
+	var upstream http.RoundTripper
+	if tlsConfig != nil && (settings.TLSCertFile != "" || settings.TLSCAFile != "") {
+		tokenTransport.TLSClientConfig = tlsConfig
+		t := proxy.NewUpstreamTransport(d.UpstreamTimeout)
+		t.TLSClientConfig = tlsConfig.Clone()
+		upstream = t
+	}
 	tokenClient := &http.Client{
-		Transport: proxy.NewUpstreamTransport(d.TokenTimeout),
+		Transport: tokenTransport,
 		// Token, refresh and revoke requests carry passwords, client
 		// secrets and refresh tokens: a redirect would re-send them to
 		// wherever it points. Its answer is taken as the endpoint's.
@@ -113,11 +130,12 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		}
 	}
 	r.Forwarder, err = d.Engine.Forwarder(proxy.Route{
-		Name:     rc.Name,
-		Upstream: built.Upstream,
-		Tokens:   keeper,
-		Inject:   proxy.Injection{QueryParam: built.QueryParam},
-		Refused:  built.Refused,
+		Name:      rc.Name,
+		Upstream:  built.Upstream,
+		Tokens:    keeper,
+		Inject:    proxy.Injection{QueryParam: built.QueryParam},
+		Refused:   built.Refused,
+		Transport: upstream,
 	})
 	if err != nil {
 		return nil, err

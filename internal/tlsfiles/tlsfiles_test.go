@@ -1,4 +1,4 @@
-package injector
+package tlsfiles
 
 import (
 	"crypto/ecdsa"
@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // writeCert writes a self-signed certificate with serial n to dir, swapping
@@ -45,7 +43,7 @@ func writeCert(t *testing.T, dir string, n int64) {
 	}
 }
 
-func servedSerial(t *testing.T, r *certReloader) int64 {
+func servedSerial(t *testing.T, r *Pair) int64 {
 	t.Helper()
 	c, err := r.GetCertificate(nil)
 	if err != nil {
@@ -63,7 +61,7 @@ func servedSerial(t *testing.T, r *certReloader) int64 {
 func TestServingCertificateIsReloaded(t *testing.T) {
 	dir := t.TempDir()
 	writeCert(t, dir, 1)
-	r, err := newCertReloader(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), zap.NewNop())
+	r, err := Load(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,182 @@
+package app
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/internal/fakeclock"
+)
+
+// testCA issues certificates for servers and clients on this machine.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+	n    int64
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), n: 1}
+}
+
+func (ca *testCA) issue(t *testing.T, cn string, server bool) tls.Certificate {
+	t.Helper()
+	ca.n++
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(ca.n), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+	if server {
+		tmpl.IPAddresses, tmpl.ExtKeyUsage = []net.IP{net.ParseIP("127.0.0.1")}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	} else {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	c, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// writePair writes a client certificate and key where the sidecar reads
+// them, each file replaced whole (written aside, renamed).
+func writePair(t *testing.T, dir string, c tls.Certificate) {
+	t.Helper()
+	keyDER, _ := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
+	for name, data := range map[string][]byte{
+		"client.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
+		"client.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	} {
+		tmp := filepath.Join(dir, name+".tmp")
+		os.WriteFile(tmp, data, 0o600)
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func thumbprintOf(der []byte) string {
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// mtlsServer is a TLS server that requires a client certificate from ca.
+func mtlsServer(t *testing.T, ca *testCA, h http.Handler) *httptest.Server {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "127.0.0.1", true)},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// RFC 8705 end to end: the client certificate authenticates the route to
+// its token endpoint (tls_client_auth), the token is bound to it (cnf
+// x5t#S256), and the upstream takes the token only with that certificate.
+// Then the certificate files are rotated mid-traffic: no call fails, and the
+// new certificate gets a new token.
+func TestMutualTLSWithCertificateBoundTokens(t *testing.T) {
+	ca := newTestCA(t)
+	var mu sync.Mutex
+	bound := map[string]string{} // access token → certificate thumbprint
+	var issuedTo []string
+	tokens := mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		peer := r.TLS.PeerCertificates[0]
+		if r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("client_id") != "svc" ||
+			r.PostForm.Get("client_secret") != "" || r.Header.Get("Authorization") != "" || peer.Subject.CommonName != "svc" {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client"})
+			return
+		}
+		mu.Lock()
+		at := "at-" + thumbprintOf(peer.Raw)[:8] + "-" + big.NewInt(int64(len(bound))).String()
+		bound[at] = thumbprintOf(peer.Raw)
+		issuedTo = append(issuedTo, thumbprintOf(peer.Raw))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": 3600})
+	}))
+	api := mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		mu.Lock()
+		ok := bound[at] != "" && bound[at] == thumbprintOf(r.TLS.PeerCertificates[0].Raw)
+		mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized) // not bound to this certificate
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+
+	dir := t.TempDir()
+	first := ca.issue(t, "svc", false)
+	writePair(t, dir, first)
+	os.WriteFile(filepath.Join(dir, "ca.crt"), ca.pem, 0o600)
+	_, side := sidecar(t, map[string]string{
+		"ROUTES": "api", "API_UPSTREAM_URL": api.URL, "API_TOKEN_URL": tokens.URL + "/token",
+		"API_CLIENT_ID": "svc", "API_CLIENT_AUTH": "tls_client_auth",
+		"API_TLS_CERT_FILE": filepath.Join(dir, "client.crt"), "API_TLS_KEY_FILE": filepath.Join(dir, "client.key"),
+		"API_TLS_CA_FILE": filepath.Join(dir, "ca.crt"),
+	}, fakeclock.New(time.Now()))
+
+	for range 5 {
+		if a := call(t, "GET", side+"/api/x", nil, nil); a.status != 200 {
+			t.Fatalf("with the first certificate: %d %s", a.status, a.body)
+		}
+	}
+	second := ca.issue(t, "svc", false)
+	writePair(t, dir, second)
+	// Servers close their connections, as they do over time: new ones
+	// present what the files hold now.
+	api.CloseClientConnections()
+	tokens.CloseClientConnections()
+	time.Sleep(1100 * time.Millisecond) // one look at the files
+	api.CloseClientConnections()
+	tokens.CloseClientConnections()
+	for range 5 {
+		if a := call(t, "GET", side+"/api/x", nil, nil); a.status != 200 {
+			t.Fatalf("after the rotation: %d %s", a.status, a.body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(issuedTo) != 2 || issuedTo[0] != thumbprintOf(first.Certificate[0]) || issuedTo[1] != thumbprintOf(second.Certificate[0]) {
+		t.Fatalf("tokens issued to %v; want one per certificate, in order", issuedTo)
+	}
+}
