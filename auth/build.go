@@ -121,7 +121,9 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 		}
 	}
 	if b.Grant == nil {
-		b.Grant = genericGrant(s, ep, b.GrantType)
+		if b.Grant, err = genericGrant(s, ep, b.GrantType); err != nil {
+			return b, err
+		}
 	}
 	id := p.identity(s, b.GrantType, impliedErr == nil && implied == b.GrantType)
 	b.StoreKey = id.StoreKey(name)
@@ -142,18 +144,26 @@ func (p Preset) impliedGrant(s Settings) (GrantType, error) {
 	return g, err
 }
 
-// genericGrant is RFC 6749 as the settings describe it; presets start from
-// it and add their hooks.
-func genericGrant(s Settings, ep *Endpoint, g GrantType) Grant {
+// genericGrant is RFC 6749 (and RFC 7523, RFC 8693) as the settings
+// describe it; presets start from it and add their hooks.
+func genericGrant(s Settings, ep *Endpoint, g GrantType) (Grant, error) {
 	if g == GrantStatic {
-		return StaticGrant{AccessToken: s.AccessToken}
+		return StaticGrant{AccessToken: s.AccessToken}, nil
 	}
-	return &OAuth2Grant{
+	grant := &OAuth2Grant{
 		Type: g, Endpoint: ep,
 		TokenURL: s.TokenURL, RefreshURL: s.RefreshURL, Scope: s.Scope,
 		Username: s.Username, Password: s.Password, RefreshToken: s.RefreshToken,
 		ConsentPath: s.ConsentPath, RevokeURL: s.RevokeURL,
 	}
+	var err error
+	switch g {
+	case GrantJWTBearer:
+		grant.BuildPrimary, err = jwtBearerRequest(s)
+	case GrantTokenExchange:
+		grant.BuildPrimary, err = tokenExchangeRequest(s)
+	}
+	return grant, err
 }
 
 // requireSettings returns an error naming the first empty setting.
@@ -183,6 +193,8 @@ func requireFor(g GrantType, s Settings) error {
 		GrantPassword:          {{"USERNAME", s.Username}, {"PASSWORD", s.Password}, {"TOKEN_URL", s.TokenURL}},
 		GrantRefreshToken:      {{"REFRESH_TOKEN", s.RefreshToken}, {"TOKEN_URL", s.TokenURL}},
 		GrantAuthorizationCode: {{"CLIENT_ID", s.ClientID}, {"TOKEN_URL", s.TokenURL}, {"AUTHORIZE_URL", s.AuthorizeURL}, {"REDIRECT_URL", s.RedirectURL}},
+		GrantJWTBearer:         {{"TOKEN_URL", s.TokenURL}},
+		GrantTokenExchange:     {{"TOKEN_URL", s.TokenURL}},
 	}
 	for _, n := range need[g] {
 		if err := requireSettings(g, [2]string{n.setting, n.value}); err != nil {

@@ -95,7 +95,7 @@ func (k *PrivateKeyJWT) Authenticate(_ context.Context, tokenURL string, _ http.
 	if err != nil {
 		return err
 	}
-	assertion, err := signAssertion(signer, k.ClientID, audience(k.Audience, tokenURL), k.Clock.Now())
+	assertion, err := signAssertion(signer, k.ClientID, k.ClientID, audience(k.Audience, tokenURL), k.Clock.Now())
 	if err != nil {
 		return err
 	}
@@ -217,13 +217,13 @@ func algorithmFor(key crypto.Signer, alg string) (jose.SignatureAlgorithm, error
 	return "", fmt.Errorf("CLIENT_KEY_ALG %s does not fit the key (it takes %v)", alg, allowed)
 }
 
-// signAssertion makes a client assertion: iss and sub the client, aud the
-// token endpoint, a unique jti, and a short life.
-func signAssertion(s jose.Signer, clientID, aud string, now time.Time) (string, error) {
+// signAssertion makes an assertion: iss and sub (the client, for client
+// authentication), aud the token endpoint, a unique jti, and a short life.
+func signAssertion(s jose.Signer, iss, sub, aud string, now time.Time) (string, error) {
 	jti := make([]byte, 16)
 	rand.Read(jti)
 	claims := jwt.Claims{
-		Issuer: clientID, Subject: clientID, Audience: jwt.Audience{aud}, ID: hex.EncodeToString(jti),
+		Issuer: iss, Subject: sub, Audience: jwt.Audience{aud}, ID: hex.EncodeToString(jti),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
 		Expiry: jwt.NewNumericDate(now.Add(assertionLifetime)),
 	}
@@ -259,7 +259,7 @@ func (c *ClientSecretJWT) Authenticate(_ context.Context, tokenURL string, _ htt
 	if err != nil {
 		return fmt.Errorf("making the client_secret_jwt signer: %w", err)
 	}
-	assertion, err := signAssertion(s, c.ClientID, audience(c.Audience, tokenURL), c.Clock.Now())
+	assertion, err := signAssertion(s, c.ClientID, c.ClientID, audience(c.Audience, tokenURL), c.Clock.Now())
 	if err != nil {
 		return err
 	}

@@ -24,15 +24,19 @@ const (
 	GrantPassword          GrantType = "password"
 	GrantRefreshToken      GrantType = "refresh_token"
 	GrantAuthorizationCode GrantType = "authorization_code"
+	// GrantJWTBearer presents an assertion (RFC 7523 section 2.1).
+	GrantJWTBearer GrantType = "jwt_bearer"
+	// GrantTokenExchange trades a subject token (RFC 8693).
+	GrantTokenExchange GrantType = "token_exchange"
 )
 
 // parseGrantType reads the GRANT setting.
 func parseGrantType(s string) (GrantType, error) {
 	switch g := GrantType(s); g {
-	case GrantStatic, GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode:
+	case GrantStatic, GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode, GrantJWTBearer, GrantTokenExchange:
 		return g, nil
 	}
-	return "", fmt.Errorf("unknown grant %q (want static, client_credentials, password, refresh_token or authorization_code)", s)
+	return "", fmt.Errorf("unknown grant %q (want static, client_credentials, password, refresh_token, authorization_code, jwt_bearer or token_exchange)", s)
 }
 
 // StaticGrant serves a token that was configured and cannot be refreshed,
@@ -66,8 +70,9 @@ type OAuth2Grant struct {
 	// BuildRefresh, when set, shapes the refresh request for vendors that
 	// do not follow RFC 6749 section 6.
 	BuildRefresh func(prev Token) TokenRequest
-	// BuildPrimary, when set, shapes the primary request (a login).
-	BuildPrimary func() TokenRequest
+	// BuildPrimary, when set, shapes the primary request (a login, an
+	// assertion, a token exchange); it may read files, and fail.
+	BuildPrimary func() (TokenRequest, error)
 }
 
 // Fetch implements Grant.
@@ -107,7 +112,11 @@ func (g *OAuth2Grant) Fetch(ctx context.Context, prev Token) (Token, error) {
 func (g *OAuth2Grant) RotatesRefreshTokens() bool { return !g.hasPrimary() }
 
 func (g *OAuth2Grant) hasPrimary() bool {
-	return g.Type == GrantClientCredentials || g.Type == GrantPassword
+	switch g.Type {
+	case GrantClientCredentials, GrantPassword, GrantJWTBearer, GrantTokenExchange:
+		return true
+	}
+	return false
 }
 
 func (g *OAuth2Grant) refresh(ctx context.Context, prev Token) (Token, error) {
@@ -130,7 +139,10 @@ func (g *OAuth2Grant) refresh(ctx context.Context, prev Token) (Token, error) {
 func (g *OAuth2Grant) primary(ctx context.Context) (Token, error) {
 	var req TokenRequest
 	if g.BuildPrimary != nil {
-		req = g.BuildPrimary()
+		var err error
+		if req, err = g.BuildPrimary(); err != nil {
+			return Token{}, fmt.Errorf("%s grant: %w", g.Type, err)
+		}
 	} else {
 		req.Params = url.Values{"grant_type": {string(g.Type)}}
 		if g.Type == GrantPassword {

@@ -38,6 +38,13 @@ type Settings struct {
 	ClientKeyAlg            string
 	ClientAssertionAudience string
 	ClientAssertionFile     string
+	// The jwt_bearer grant's assertion: a file, or signed with
+	// ClientKeyFile for AssertionSubject (issuer: AssertionIssuer, else
+	// the client id).
+	AssertionFile, AssertionSubject, AssertionIssuer string
+	// The token_exchange grant (RFC 8693).
+	SubjectTokenFile, SubjectTokenType, ActorTokenFile string
+	Audience, Resource, RequestedTokenType             string
 	// A client certificate for the token endpoint and the upstream
 	// (RFC 8705), and extra CAs trusted for both.
 	TLSCertFile, TLSKeyFile, TLSCAFile string

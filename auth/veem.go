@@ -27,9 +27,10 @@ func init() {
 		},
 		Check: clientCredentialsRequired,
 		NewGrant: func(s Settings, ep *Endpoint, g GrantType) (Grant, error) {
-			grant, ok := genericGrant(s, ep, g).(*OAuth2Grant)
-			if !ok {
-				return nil, nil
+			generic, err := genericGrant(s, ep, g)
+			grant, ok := generic.(*OAuth2Grant)
+			if err != nil || !ok {
+				return generic, err
 			}
 			grant.BuildRefresh = func(prev Token) TokenRequest {
 				return TokenRequest{

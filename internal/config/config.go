@@ -89,6 +89,16 @@ type Route struct {
 	ClientKeyAlg            string `env:"CLIENT_KEY_ALG"`
 	ClientAssertionAudience string `env:"CLIENT_ASSERTION_AUDIENCE"`
 	ClientAssertionFile     string `env:"CLIENT_ASSERTION_FILE"`
+	// The jwt_bearer and token_exchange grants.
+	AssertionFile      string `env:"ASSERTION_FILE"`
+	AssertionSubject   string `env:"ASSERTION_SUBJECT"`
+	AssertionIssuer    string `env:"ASSERTION_ISSUER"`
+	SubjectTokenFile   string `env:"SUBJECT_TOKEN_FILE"`
+	SubjectTokenType   string `env:"SUBJECT_TOKEN_TYPE"`
+	ActorTokenFile     string `env:"ACTOR_TOKEN_FILE"`
+	Audience           string `env:"AUDIENCE"`
+	Resource           string `env:"RESOURCE"`
+	RequestedTokenType string `env:"REQUESTED_TOKEN_TYPE"`
 	// A client certificate for the token endpoint and the upstream, and
 	// extra CAs trusted for both.
 	TLSCertFile string `env:"TLS_CERT_FILE"`
@@ -116,6 +126,9 @@ func (r Route) Settings() auth.Settings {
 		ClientKeyFile:         r.ClientKeyFile, ClientKeyID: r.ClientKeyID, ClientKeyAlg: r.ClientKeyAlg,
 		ClientAssertionAudience: r.ClientAssertionAudience, ClientAssertionFile: r.ClientAssertionFile,
 		TLSCertFile: r.TLSCertFile, TLSKeyFile: r.TLSKeyFile, TLSCAFile: r.TLSCAFile,
+		AssertionFile: r.AssertionFile, AssertionSubject: r.AssertionSubject, AssertionIssuer: r.AssertionIssuer,
+		SubjectTokenFile: r.SubjectTokenFile, SubjectTokenType: r.SubjectTokenType, ActorTokenFile: r.ActorTokenFile,
+		Audience: r.Audience, Resource: r.Resource, RequestedTokenType: r.RequestedTokenType,
 		Options: r.Options,
 	}
 }

@@ -2,9 +2,18 @@ package route
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +23,8 @@ import (
 	"github.com/authsidecar/authsidecar/cache"
 	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/proxy"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 func build(t *testing.T, env map[string]string, store cache.LockingStore) (*Table, error) {
@@ -155,5 +166,149 @@ func TestPlainHTTPTokenEndpointsAreRefused(t *testing.T) {
 		if _, err := build(t, ok, nil); err != nil {
 			t.Errorf("%s: %v", ok["API_TOKEN_URL"], err)
 		}
+	}
+}
+
+// strictExchange is a token endpoint that answers only what RFC 7523 §2.1
+// and RFC 8693 §2.1 describe, and records each grant's inputs.
+func strictExchange(t *testing.T, seen chan<- url.Values) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+			http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+			return
+		}
+		r.ParseForm()
+		p := r.PostForm
+		ok := false
+		switch p.Get("grant_type") {
+		case "urn:ietf:params:oauth:grant-type:jwt-bearer":
+			ok = p.Get("assertion") != ""
+		case "urn:ietf:params:oauth:grant-type:token-exchange":
+			ok = p.Get("subject_token") != "" && p.Get("subject_token_type") != "" &&
+				(p.Get("actor_token") == "") == (p.Get("actor_token_type") == "")
+		}
+		if !ok {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":"invalid_request"}`))
+			return
+		}
+		seen <- p
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"at-%d","token_type":"Bearer","expires_in":3600,"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"}`, time.Now().UnixNano())
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path+".tmp", []byte(content+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The jwt_bearer grant presents the assertion in its file, read at each
+// request: a rotated assertion is used from the next token request on.
+func TestJWTBearerGrantReadsItsAssertionEachTime(t *testing.T) {
+	seen := make(chan url.Values, 4)
+	srv := strictExchange(t, seen)
+	file := filepath.Join(t.TempDir(), "assertion")
+	writeFile(t, file, "assertion-one")
+	table, err := build(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+		"API_TOKEN_URL": srv.URL, "API_GRANT": "jwt_bearer", "API_ASSERTION_FILE": file, "API_SCOPE": "read"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := table.Get("api")
+	first, err := r.Keeper.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := <-seen; p.Get("assertion") != "assertion-one" || p.Get("scope") != "read" {
+		t.Fatalf("first request %v", p)
+	}
+	writeFile(t, file, "assertion-two")
+	r.Keeper.Invalidate(first.AccessToken) // the upstream refused it: a new one
+	if _, err := r.Keeper.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-seen; p.Get("assertion") != "assertion-two" {
+		t.Fatalf("after the rotation the request presented %q", p.Get("assertion"))
+	}
+}
+
+// The token_exchange grant (RFC 8693) trades the subject token in its file,
+// with its type, audience, resource, requested type and actor token.
+func TestTokenExchangeGrant(t *testing.T) {
+	seen := make(chan url.Values, 4)
+	srv := strictExchange(t, seen)
+	dir := t.TempDir()
+	subject, actor := filepath.Join(dir, "subject"), filepath.Join(dir, "actor")
+	writeFile(t, subject, "subject-jwt")
+	writeFile(t, actor, "actor-jwt")
+	table, err := build(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+		"API_TOKEN_URL": srv.URL, "API_GRANT": "token_exchange", "API_SUBJECT_TOKEN_FILE": subject,
+		"API_ACTOR_TOKEN_FILE": actor, "API_AUDIENCE": "billing", "API_RESOURCE": "https://api.example/",
+		"API_REQUESTED_TOKEN_TYPE": "urn:ietf:params:oauth:token-type:access_token"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := table.Get("api")
+	if _, err := r.Keeper.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := <-seen
+	want := map[string]string{"subject_token": "subject-jwt", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+		"audience": "billing", "resource": "https://api.example/", "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+		"actor_token": "actor-jwt", "actor_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+	for k, v := range want {
+		if p.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, p.Get(k), v)
+		}
+	}
+	// Without its subject token file, the route does not start.
+	if _, err := build(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+		"API_TOKEN_URL": srv.URL, "API_GRANT": "token_exchange"}, nil); err == nil || !strings.HasPrefix(err.Error(), "API_SUBJECT_TOKEN_FILE:") {
+		t.Fatalf("without SUBJECT_TOKEN_FILE: %v", err)
+	}
+}
+
+// A jwt_bearer assertion signed with CLIENT_KEY_FILE for ASSERTION_SUBJECT:
+// the endpoint verifies the signature and the claims.
+func TestJWTBearerGrantSignsForItsSubject(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	seen := make(chan url.Values, 2)
+	srv := strictExchange(t, seen)
+	table, err := build(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+		"API_TOKEN_URL": srv.URL, "API_GRANT": "jwt_bearer", "API_CLIENT_ID": "svc", "API_CLIENT_AUTH": "none",
+		"API_CLIENT_KEY_FILE": keyFile, "API_ASSERTION_SUBJECT": "robot@example.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := table.Get("api")
+	if _, err := r.Keeper.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := <-seen
+	parsed, err := jwt.ParseSigned(p.Get("assertion"), []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims jwt.Claims
+	if err := parsed.Claims(&key.PublicKey, &claims); err != nil {
+		t.Fatalf("the assertion's signature does not verify: %v", err)
+	}
+	if claims.Issuer != "svc" || claims.Subject != "robot@example.com" || !claims.Audience.Contains(srv.URL) || claims.ID == "" {
+		t.Fatalf("claims %+v", claims)
+	}
+	if err := claims.ValidateWithLeeway(jwt.Expected{Time: time.Now()}, 0); err != nil {
+		t.Fatalf("the assertion is not valid now: %v", err)
 	}
 }
