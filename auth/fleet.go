@@ -99,6 +99,12 @@ const lockPollInterval = 25 * time.Millisecond
 // is an access token the upstream refused: it is never adopted. adopted says
 // the token came from the store, not from the grant.
 func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok Token, adopted bool, err error) {
+	if _, static := f.cfg.Grant.(StaticGrant); static {
+		// Every replica has a configured token already; storing it would
+		// only let a replaced one (a new ACCESS_TOKEN file) be adopted.
+		tok, err := f.cfg.Grant.Fetch(ctx, prev)
+		return tok, false, err
+	}
 	owner := lockOwner()
 	for {
 		stored, err := f.load(ctx)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +35,7 @@ func ParseKey(b64 string) ([]byte, error) {
 // name are additional data: a value copied to another name does not open,
 // and the id says which key (current or previous) opens a value.
 type Sealer struct {
-	keys []sealKey // current first
+	keys atomic.Pointer[[]sealKey] // current first; replaced whole by Rotate
 }
 
 type sealKey struct {
@@ -48,6 +49,7 @@ const sealVersion = 1
 // or any of previous, so a key can be rotated without losing what is stored.
 func NewSealer(current []byte, previous ...[]byte) (*Sealer, error) {
 	s := &Sealer{}
+	var keys []sealKey
 	for i, k := range append([][]byte{current}, previous...) {
 		if len(k) != KeySize {
 			return nil, fmt.Errorf("sealing key %d is %d bytes, want %d", i, len(k), KeySize)
@@ -60,9 +62,28 @@ func NewSealer(current []byte, previous ...[]byte) (*Sealer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sealing key %d: %w", i, err)
 		}
-		s.keys = append(s.keys, sealKey{id: keyID(k), aead: aead})
+		keys = append(keys, sealKey{id: keyID(k), aead: aead})
 	}
+	s.keys.Store(&keys)
 	return s, nil
+}
+
+// Rotate makes key the one values are sealed with from now on (a new
+// TOKEN_ENCRYPTION_KEY file); the keys that opened values still open them.
+func (s *Sealer) Rotate(key []byte) error {
+	fresh, err := NewSealer(key)
+	if err != nil {
+		return err
+	}
+	old := *s.keys.Load()
+	keys := []sealKey{(*fresh.keys.Load())[0]}
+	for _, k := range old {
+		if k.id != keys[0].id {
+			keys = append(keys, k)
+		}
+	}
+	s.keys.Store(&keys)
+	return nil
 }
 
 // keyID names a key without revealing it.
@@ -78,7 +99,7 @@ func additionalData(id [4]byte, name string) []byte {
 // Seal encrypts plaintext stored under name: version, key id, nonce, then
 // the ciphertext.
 func (s *Sealer) Seal(name string, plaintext []byte) ([]byte, error) {
-	k := s.keys[0]
+	k := (*s.keys.Load())[0]
 	out := make([]byte, 1+4+k.aead.NonceSize(), 1+4+k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
 	out[0] = sealVersion
 	copy(out[1:5], k.id[:])
@@ -98,7 +119,7 @@ func (s *Sealer) Open(name string, sealed []byte) ([]byte, error) {
 		return nil, ErrUnsealable
 	}
 	id := [4]byte(sealed[1:5])
-	for _, k := range s.keys {
+	for _, k := range *s.keys.Load() {
 		if k.id != id {
 			continue
 		}

@@ -52,7 +52,7 @@ type Handler struct {
 	detail     func(verbose bool) map[string]any
 	metrics    http.Handler
 	observer   Observer
-	clientKeys [][]byte
+	clientKeys atomic.Pointer[[][]byte]
 	log        *zap.Logger
 	clock      clock.Clock
 	bodyIdle   time.Duration
@@ -84,24 +84,33 @@ func New(opts Options) (*Handler, error) {
 	if h.observer == nil {
 		h.observer = nopObserver{}
 	}
-	for _, k := range opts.ClientKeys {
-		h.clientKeys = append(h.clientKeys, []byte(k))
-	}
+	h.SetClientKeys(opts.ClientKeys)
 	return h, nil
 }
 
 // ClientKeyHeader carries a caller's client key when CLIENT_KEYS is set.
 const ClientKeyHeader = "X-Authsidecar-Key"
 
+// SetClientKeys replaces the keys callers must present (CLIENT_KEYS, as
+// its file changed); none: no key needed.
+func (h *Handler) SetClientKeys(keys []string) {
+	bs := make([][]byte, 0, len(keys))
+	for _, k := range keys {
+		bs = append(bs, []byte(k))
+	}
+	h.clientKeys.Store(&bs)
+}
+
 // clientAllowed checks the caller's client key, in constant time against
 // every key, when keys are configured.
 func (h *Handler) clientAllowed(r *http.Request) bool {
-	if len(h.clientKeys) == 0 {
+	keys := *h.clientKeys.Load()
+	if len(keys) == 0 {
 		return true
 	}
 	presented := []byte(r.Header.Get(ClientKeyHeader))
 	match := 0
-	for _, k := range h.clientKeys {
+	for _, k := range keys {
 		match |= subtle.ConstantTimeCompare(presented, k)
 	}
 	return match == 1

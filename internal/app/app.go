@@ -43,7 +43,12 @@ type App struct {
 	recovery *auth.Recovery
 	marker   *cache.Marker
 	routes   *route.Table
+	deps     route.Deps // what a route rebuilt for a changed secret file gets
+	consent  *consent.Flow
 	handler  *proxy.Handler
+	// sealer seals what leaves the process; nil for the in-process store.
+	sealer *cache.Sealer
+	files  secretFiles
 }
 
 // Option changes how New builds the sidecar.
@@ -66,7 +71,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	}
 	cache.LogRedisTo(log.Named("redis"))
 	a.recovery = auth.NewRecovery(recoveryWindow, a.clock)
-	if a.store, a.storeKind, err = openStore(cfg, a.clock); err != nil {
+	if a.store, a.storeKind, a.sealer, err = openStore(cfg, a.clock); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -90,12 +95,13 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	if err != nil {
 		return nil, fmt.Errorf("building proxy: %w", err)
 	}
-	a.routes, err = route.Build(cfg.Routes, route.Deps{
+	a.deps = route.Deps{
 		Store: a.store, Engine: engine,
 		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin, UpstreamTimeout: cfg.UpstreamTimeout,
 		Clock: a.clock, Logger: log.Named("auth"), Observer: a.metrics,
 		Recovery: a.recovery, StoreLost: storeLost,
-	})
+	}
+	a.routes, err = route.Build(cfg.Routes, a.deps)
 	if err != nil {
 		return nil, err
 	}
@@ -106,9 +112,10 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 			zap.String("grant", string(r.GrantType)),
 			zap.String("upstream", r.Upstream.Redacted()))
 	}
+	a.consent = consent.NewFlow(a.routes.Consent, a.store, cfg.AdminToken, a.clock, log.Named("consent"))
 	a.handler, err = proxy.New(proxy.Options{
 		Routes:          a.routes,
-		OAuth:           consent.NewFlow(a.routes.Consent, a.store, cfg.AdminToken, a.clock, log.Named("consent")),
+		OAuth:           a.consent,
 		Detail:          a.readyDetail,
 		ClientKeys:      cfg.ClientKeys,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
@@ -159,6 +166,9 @@ func (a *App) readyDetail(verbose bool) map[string]any {
 			routes[rt.Name] = r
 		}
 		d["routes"] = routes
+		if errs := a.secretFileErrors(); errs != nil {
+			d["secret_files"] = errs
+		}
 	}
 	return d
 }
@@ -218,9 +228,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go a.watchStore(watchCtx, storeCheckEvery)
+	a.files.mu.Lock()
+	a.files.warm = map[string]context.CancelFunc{}
 	for _, rt := range a.routes.All() {
-		go rt.Keeper.KeepWarm(watchCtx, warmCheckEvery)
+		warmCtx, stop := context.WithCancel(watchCtx)
+		a.files.warm[rt.Name] = stop
+		go rt.Keeper.KeepWarm(warmCtx, warmCheckEvery)
 	}
+	a.files.mu.Unlock()
+	go a.watchSecretFiles(watchCtx, secretFileCheckEvery)
 	a.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.routes.Names())))
 
 	select {

@@ -25,31 +25,31 @@ const recoveryWindow = 3 * storeCheckEvery
 
 // openStore is the token store the configuration asks for: in-process, a
 // sealed file for a single instance, or Redis with every value sealed.
-func openStore(cfg *config.Config, now clock.Clock) (cache.LockingStore, string, error) {
+func openStore(cfg *config.Config, now clock.Clock) (cache.LockingStore, string, *cache.Sealer, error) {
 	if cfg.RedisURL == "" && cfg.TokenStorePath == "" {
-		return cache.NewMemory(), "memory", nil
+		return cache.NewMemory(), "memory", nil, nil
 	}
 	current, previous, err := cfg.Keys()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	sealer, err := cache.NewSealer(current, previous...)
 	if err != nil {
-		return nil, "", fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
+		return nil, "", nil, fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
 	}
 	if cfg.TokenStorePath != "" {
 		f, err := cache.OpenFile(cfg.TokenStorePath, now)
 		if err != nil {
-			return nil, "", fmt.Errorf("TOKEN_STORE_PATH: %w", err)
+			return nil, "", nil, fmt.Errorf("TOKEN_STORE_PATH: %w", err)
 		}
-		return cache.NewSealed(f, sealer), "file", nil
+		return cache.NewSealed(f, sealer), "file", sealer, nil
 	}
 	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
 	if err != nil {
-		return nil, "", fmt.Errorf("REDIS_URL: %w", err)
+		return nil, "", nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	sealed := cache.NewSealed(cache.NewRedis(client, cfg.RedisKeyPrefix), sealer)
-	return cache.WithDeadline(sealed, cfg.StoreTimeout), "redis", nil
+	return cache.WithDeadline(sealed, cfg.StoreTimeout), "redis", sealer, nil
 }
 
 // watchStore checks the shared store until ctx ends. It marks the store

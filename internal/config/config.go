@@ -53,6 +53,9 @@ type Config struct {
 	ClientKeys []string `env:"CLIENT_KEYS" envSeparator:","`
 
 	Routes []Route `env:"-"`
+	// SecretFiles are the secret variables read from files (X_FILE), to
+	// watch.
+	SecretFiles []SecretFile `env:"-"`
 	// Warnings are what start-up should say about the environment without
 	// stopping: variables that look mistyped.
 	Warnings []string `env:"-"`
@@ -158,6 +161,11 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	if err := checkControlCharacters(environ, globalNames(), ""); err != nil {
 		return nil, err
 	}
+	files, err := resolveFiles(environ, "", "", globalSecrets)
+	if err != nil {
+		return nil, err
+	}
+	c.SecretFiles = files
 	if err := parse(&c, env.Options{Environment: environ}); err != nil {
 		return nil, err
 	}
@@ -173,6 +181,11 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		if err := checkControlCharacters(environ, routeNames(), r.Prefix); err != nil {
 			return nil, err
 		}
+		files, err := resolveFiles(environ, r.Prefix, name, routeSecrets)
+		if err != nil {
+			return nil, err
+		}
+		c.SecretFiles = append(c.SecretFiles, files...)
 		if err := parse(&r, env.Options{Environment: environ, Prefix: r.Prefix}); err != nil {
 			return nil, err
 		}

@@ -29,6 +29,11 @@ func globalNames() []string { return tagNames(Config{}) }
 
 func routeNames() []string { return tagNames(Route{}) }
 
+// knownGlobal and knownRoute are every variable name, _FILE twins included.
+func knownGlobal() []string { return append(globalNames(), fileTwins(globalSecrets)...) }
+
+func knownRoute() []string { return append(routeNames(), fileTwins(routeSecrets)...) }
+
 // trimmed is environ with every value's surrounding white space removed.
 func trimmed(environ map[string]string) map[string]string {
 	out := make(map[string]string, len(environ))
@@ -55,14 +60,14 @@ func checkControlCharacters(environ map[string]string, names []string, prefix st
 // names, each with the nearest known name.
 func mistyped(environ map[string]string, routes []Route) []string {
 	known := map[string]bool{}
-	global := globalNames()
+	global := knownGlobal()
 	for _, n := range global {
 		known[n] = true
 	}
 	var prefixes []string
 	for _, r := range routes {
 		prefixes = append(prefixes, r.Prefix)
-		names := routeNames()
+		names := knownRoute()
 		if p, ok := auth.LookupPreset(r.Preset); ok {
 			names = append(names, p.Options...)
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -68,7 +69,7 @@ type Flow struct {
 	// states keeps pending states, so consent started through one replica
 	// can finish through another.
 	states     cache.Store
-	adminToken string
+	adminToken atomic.Pointer[string]
 	log        *zap.Logger
 	clock      clock.Clock
 	pending    pendingStates
@@ -83,8 +84,15 @@ func NewFlow(lookup func(name string) (*Route, bool), states cache.Store, adminT
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Flow{lookup: lookup, states: states, adminToken: adminToken, log: log, clock: now,
+	f := &Flow{lookup: lookup, states: states, log: log, clock: now,
 		pending: pendingStates{byRoute: map[string][]time.Time{}}}
+	f.SetAdminToken(adminToken)
+	return f
+}
+
+// SetAdminToken replaces the operator's ADMIN_TOKEN (as its file changed).
+func (c *Flow) SetAdminToken(token string) {
+	c.adminToken.Store(&token)
 }
 
 func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -114,15 +122,16 @@ func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
-	if c.adminToken != "" {
-		if !c.adminPresented(r) {
+	admin := *c.adminToken.Load()
+	if admin != "" {
+		if !c.adminPresented(r, admin) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authsidecar consent", charset="UTF-8"`)
 			page(w, http.StatusUnauthorized, "Not allowed", "Starting consent for "+route.Name+" needs the operator's ADMIN_TOKEN (as the password).")
 			return
 		}
 	}
 	started := startedByOperator
-	if c.adminToken == "" {
+	if admin == "" {
 		var err error
 		if started, err = c.unconnected(r.Context(), route); err != nil {
 			var f *failure
@@ -176,12 +185,12 @@ func (c *Flow) unconnected(ctx context.Context, route *Route) (string, error) {
 // adminPresented checks the operator's ADMIN_TOKEN, given as the Basic
 // password (a browser asks for it) or in the AdminTokenHeader. Never from
 // the query string: it would end up in history, logs and Referer headers.
-func (c *Flow) adminPresented(r *http.Request) bool {
+func (c *Flow) adminPresented(r *http.Request, admin string) bool {
 	presented := r.Header.Get(AdminTokenHeader)
 	if _, pass, ok := r.BasicAuth(); ok {
 		presented = pass
 	}
-	return presented != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(c.adminToken)) == 1
+	return presented != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(admin)) == 1
 }
 
 // AdminTokenHeader carries the operator's ADMIN_TOKEN for programs.

@@ -27,6 +27,7 @@ type Metrics struct {
 	unknownRoutes   prometheus.Counter
 	storeDataLost   prometheus.Counter
 	aborted         *prometheus.CounterVec
+	secretFiles     *prometheus.CounterVec
 }
 
 // New registers the collectors, the Go runtime's and the process's among
@@ -72,6 +73,10 @@ func New() *Metrics {
 			Name: "authsidecar_token_expiry_timestamp_seconds",
 			Help: "When the route's current token expires (Unix time); alert before it passes.",
 		}, []string{"route"}),
+		secretFiles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_secret_file_errors_total",
+			Help: "Times a watched secret file (X_FILE) changed but could not be used; its last good value stays.",
+		}, []string{"variable"}),
 		aborted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authsidecar_aborted_requests_total",
 			Help: "Proxied calls whose answer broke off mid-stream: upstream_failed, or caller_left.",
@@ -86,7 +91,7 @@ func New() *Metrics {
 		}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.replays, m.refreshes, m.refreshDuration,
-		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost, m.aborted,
+		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost, m.aborted, m.secretFiles,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -121,6 +126,9 @@ func (m *Metrics) Request(route, method string, status int, d time.Duration) {
 
 // Replay records what followed a 401.
 func (m *Metrics) Replay(route, outcome string) { m.replays.WithLabelValues(route, outcome).Inc() }
+
+// SecretFileError records a secret file that could not be used.
+func (m *Metrics) SecretFileError(variable string) { m.secretFiles.WithLabelValues(variable).Inc() }
 
 // Aborted records a call whose answer broke off mid-stream.
 func (m *Metrics) Aborted(route, reason string) { m.aborted.WithLabelValues(route, reason).Inc() }

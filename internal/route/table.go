@@ -59,6 +59,26 @@ func newTable(routes ...*Route) (*Table, error) {
 	return t, nil
 }
 
+// Replace swaps in r for the route of the same name, as a secret file
+// changed: calls already under way finish on the old route, the next ones
+// take the new. It reports whether there was such a route.
+func (t *Table) Replace(r *Route) bool {
+	for {
+		old := t.set.Load()
+		if old.byName[r.Name] == nil {
+			return false
+		}
+		next := &routeSet{byName: make(map[string]*Route, len(old.byName)), names: old.names}
+		for n, rt := range old.byName {
+			next.byName[n] = rt
+		}
+		next.byName[r.Name] = r
+		if t.set.CompareAndSwap(old, next) {
+			return true
+		}
+	}
+}
+
 // Get returns the route called name.
 func (t *Table) Get(name string) (*Route, bool) {
 	r, ok := t.set.Load().byName[name]

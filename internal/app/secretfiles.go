@@ -1,0 +1,185 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/route"
+)
+
+// Secret files (X_FILE) are watched: Kubernetes swaps a Secret volume's
+// ..data link, editors rename. A change takes effect without a restart —
+// the route is rebuilt and swapped in, and keeps its stored token (the key
+// does not depend on secrets), so the next token request uses the new
+// client secret or password and a new static token is served from the next
+// call; a new CLIENT_KEYS or ADMIN_TOKEN applies to the next call; a new
+// TOKEN_ENCRYPTION_KEY seals from then on while the previous one still
+// opens. A file that disappears or does not read keeps the last good value,
+// is logged, and shows on /readyz?verbose and a metric.
+
+// secretFileCheckEvery is how often the files are looked at: a stat each.
+const secretFileCheckEvery = time.Second
+
+type secretFiles struct {
+	mu     sync.Mutex
+	stamps map[string]string // by variable: size, time and device of what was read
+	errs   map[string]string // by variable: why the file does not read now
+	warm   map[string]context.CancelFunc
+}
+
+func stampOf(path string) (string, error) {
+	st, err := os.Stat(path) // follows the ..data link
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano()), nil
+}
+
+// watchSecretFiles looks at the secret files every interval until ctx ends.
+func (a *App) watchSecretFiles(ctx context.Context, every time.Duration) {
+	if len(a.cfg.SecretFiles) == 0 {
+		return
+	}
+	a.files.mu.Lock()
+	a.files.stamps, a.files.errs = map[string]string{}, map[string]string{}
+	for _, f := range a.cfg.SecretFiles {
+		a.files.stamps[f.Variable], _ = stampOf(f.Path)
+	}
+	a.files.mu.Unlock()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, f := range a.cfg.SecretFiles {
+			a.checkSecretFile(ctx, f)
+		}
+	}
+}
+
+func (a *App) checkSecretFile(ctx context.Context, f config.SecretFile) {
+	stamp, err := stampOf(f.Path)
+	a.files.mu.Lock()
+	unchanged := err == nil && stamp == a.files.stamps[f.Variable]
+	a.files.mu.Unlock()
+	if unchanged {
+		return
+	}
+	value, rerr := "", err
+	if err == nil {
+		value, rerr = config.ReadSecretFile(f)
+	}
+	if rerr == nil {
+		rerr = a.applySecret(ctx, f, value)
+	}
+	a.files.mu.Lock()
+	defer a.files.mu.Unlock()
+	if rerr != nil {
+		if a.files.errs[f.Variable] == "" {
+			a.log.Warn("a secret file changed but cannot be used; keeping its last good value",
+				zap.String("variable", f.Variable+"_FILE"), zap.Error(rerr))
+			a.metrics.SecretFileError(f.Variable + "_FILE")
+		}
+		a.files.errs[f.Variable] = rerr.Error()
+		return
+	}
+	delete(a.files.errs, f.Variable)
+	a.files.stamps[f.Variable] = stamp
+	a.log.Info("secret file changed; using its new value", zap.String("variable", f.Variable+"_FILE"))
+}
+
+// applySecret puts a secret's new value to use.
+func (a *App) applySecret(ctx context.Context, f config.SecretFile, value string) error {
+	if f.Route != "" {
+		return a.rebuildRoute(ctx, f, value)
+	}
+	switch f.Setting {
+	case "CLIENT_KEYS":
+		var keys []string
+		for i, k := range strings.Split(value, ",") {
+			if k = strings.TrimSpace(k); len(k) < 16 {
+				return fmt.Errorf("CLIENT_KEYS_FILE: key %d is shorter than 16 characters", i+1)
+			}
+			keys = append(keys, k)
+		}
+		a.handler.SetClientKeys(keys)
+	case "ADMIN_TOKEN":
+		a.consent.SetAdminToken(value)
+	case "TOKEN_ENCRYPTION_KEY":
+		if a.sealer == nil {
+			return nil
+		}
+		key, err := cache.ParseKey(value)
+		if err != nil {
+			return fmt.Errorf("TOKEN_ENCRYPTION_KEY_FILE: %w", err)
+		}
+		return a.sealer.Rotate(key)
+	default:
+		return fmt.Errorf("%s_FILE: a change takes effect at the next start", f.Variable)
+	}
+	return nil
+}
+
+// rebuildRoute builds the route with the secret's new value and swaps it in.
+func (a *App) rebuildRoute(ctx context.Context, f config.SecretFile, value string) error {
+	for i := range a.cfg.Routes {
+		rc := a.cfg.Routes[i]
+		if rc.Name != f.Route {
+			continue
+		}
+		switch f.Setting {
+		case "CLIENT_SECRET":
+			rc.ClientSecret = value
+		case "PASSWORD":
+			rc.Password = value
+		case "ACCESS_TOKEN":
+			rc.AccessToken = value
+		case "REFRESH_TOKEN":
+			rc.RefreshToken = value
+		}
+		r, err := route.New(rc, a.deps)
+		if err != nil {
+			return err
+		}
+		a.cfg.Routes[i] = rc
+		a.routes.Replace(r)
+		a.files.mu.Lock()
+		if stop := a.files.warm[rc.Name]; stop != nil {
+			stop() // the old keeper's warming
+		}
+		if a.files.warm == nil {
+			a.files.warm = map[string]context.CancelFunc{}
+		}
+		warmCtx, stop := context.WithCancel(ctx)
+		a.files.warm[rc.Name] = stop
+		a.files.mu.Unlock()
+		go r.Keeper.KeepWarm(warmCtx, warmCheckEvery)
+		return nil
+	}
+	return fmt.Errorf("no route %s", f.Route)
+}
+
+// secretFileErrors is what /readyz?verbose says of unreadable files.
+func (a *App) secretFileErrors() map[string]string {
+	a.files.mu.Lock()
+	defer a.files.mu.Unlock()
+	if len(a.files.errs) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for v, e := range a.files.errs {
+		out[v+"_FILE"] = e
+	}
+	return out
+}

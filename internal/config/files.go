@@ -1,0 +1,75 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"unicode"
+)
+
+// Every secret variable has a _FILE twin naming a file that holds the value
+// (a mounted Kubernetes Secret): the value is read from it, trimmed, and
+// re-read when it changes (internal/app watches SecretFiles).
+var (
+	globalSecrets = []string{"TOKEN_ENCRYPTION_KEY", "TOKEN_ENCRYPTION_KEY_PREVIOUS", "CLIENT_KEYS", "ADMIN_TOKEN", "REDIS_URL"}
+	routeSecrets  = []string{"CLIENT_SECRET", "PASSWORD", "ACCESS_TOKEN", "REFRESH_TOKEN"}
+)
+
+// SecretFile is a secret variable whose value comes from a file.
+type SecretFile struct {
+	// Variable is the variable the file stands for, prefix included
+	// (BILLING_CLIENT_SECRET); Setting is it without the route's prefix.
+	Variable, Setting string
+	// Route is the route's name; empty for the sidecar's own variables.
+	Route string
+	Path  string
+}
+
+// ReadSecretFile reads a secret's file: trimmed (a Secret's file often
+// ends in a newline), no control character inside. Errors name the _FILE
+// variable, never the value.
+func ReadSecretFile(f SecretFile) (string, error) {
+	raw, err := os.ReadFile(f.Path)
+	if err != nil {
+		return "", fmt.Errorf("%s_FILE: %w", f.Variable, err)
+	}
+	v := strings.TrimSpace(string(raw))
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		return "", fmt.Errorf("%s_FILE: the file has a control character (a line break or tab) inside its value", f.Variable)
+	}
+	return v, nil
+}
+
+// resolveFiles puts the value of each prefix+X_FILE in environ as
+// prefix+X. Setting both is an error naming both.
+func resolveFiles(environ map[string]string, prefix, route string, settings []string) ([]SecretFile, error) {
+	var files []SecretFile
+	for _, s := range settings {
+		v := prefix + s
+		path, ok := environ[v+"_FILE"]
+		if !ok || path == "" {
+			continue
+		}
+		if environ[v] != "" {
+			return nil, fmt.Errorf("%s and %s_FILE: are both set; set one", v, v)
+		}
+		f := SecretFile{Variable: v, Setting: s, Route: route, Path: path}
+		value, err := ReadSecretFile(f)
+		if err != nil {
+			return nil, err
+		}
+		environ[v] = value
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// fileTwins are the _FILE names of settings, for telling known variables
+// from mistyped ones.
+func fileTwins(settings []string) []string {
+	out := make([]string, len(settings))
+	for i, s := range settings {
+		out[i] = s + "_FILE"
+	}
+	return out
+}
