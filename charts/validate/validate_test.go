@@ -135,7 +135,7 @@ func checkHardened(t *testing.T, c *corev1.Container) {
 		t.Error("missing liveness or readiness probe")
 	}
 	for _, e := range c.Env {
-		if e.Value != "" && !strings.HasPrefix(e.Name, "INJECTOR_") && e.Name != "LOG_LEVEL" && e.Name != "LOG_FORMAT" {
+		if e.Value != "" && !strings.HasPrefix(e.Name, "INJECTOR_") && !strings.HasSuffix(e.Name, "_FILE") && e.Name != "LOG_LEVEL" && e.Name != "LOG_FORMAT" {
 			t.Errorf("env %s is inline; secrets come from Secrets", e.Name)
 		}
 	}
@@ -285,5 +285,45 @@ func TestInjectorMode(t *testing.T) {
 				t.Error("no serving certificate")
 			}
 		})
+	}
+}
+
+// Credentials mounted as files (watched by the sidecar) and a projected
+// service-account token as a route's client assertion.
+func TestSecretsAsFiles(t *testing.T) {
+	r := load(t, "files-1.33.yaml")
+	if len(r.deployments) != 1 {
+		t.Fatalf("%d Deployments", len(r.deployments))
+	}
+	spec := r.deployments[0].Spec.Template.Spec
+	c := findContainer(spec.Containers, "authsidecar")
+	checkHardened(t, c)
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if env["VEEM_CLIENT_SECRET_FILE"] == "" || env["PAYMENTS_CLIENT_ASSERTION_FILE"] == "" {
+		t.Errorf("env %v lacks the _FILE variables", env)
+	}
+	for _, e := range c.EnvFrom {
+		if e.SecretRef != nil {
+			t.Error("the credentials Secret is both files and envFrom: X and X_FILE would both be set")
+		}
+	}
+	mounted := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounted[m.Name] = m.MountPath
+	}
+	var projected *corev1.ServiceAccountTokenProjection
+	for _, v := range spec.Volumes {
+		if _, ok := mounted[v.Name]; !ok {
+			t.Errorf("volume %s is not mounted", v.Name)
+		}
+		if v.Projected != nil {
+			projected = v.Projected.Sources[0].ServiceAccountToken
+		}
+	}
+	if projected == nil || projected.Audience != "https://auth.payments.example" || !strings.HasPrefix(env["PAYMENTS_CLIENT_ASSERTION_FILE"], mounted["authsidecar-token-payments"]) {
+		t.Errorf("projected token %+v at %v", projected, mounted)
 	}
 }

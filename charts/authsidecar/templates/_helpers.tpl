@@ -70,7 +70,9 @@ REDIS_KEY_PREFIX: {{ .Values.redis.keyPrefix | quote }}
 {{- range $name := keys .Values.routes | sortAlpha }}
 {{- $prefix := printf "%s_" ($name | upper | replace "-" "_") }}
 {{- range $key, $value := (index $.Values.routes $name) }}
+{{- if hasKey $settings $key }}
 {{ printf "%s%s" $prefix (index $settings $key) }}: {{ $value | toString | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -117,12 +119,21 @@ ports:
 envFrom:
   - configMapRef:
       name: {{ include "authsidecar.fullname" . }}
-  {{- with .Values.credentials.existingSecret }}
+  {{- if and .Values.credentials.existingSecret (not .Values.credentials.files) }}
   - secretRef:
-      name: {{ . }}
+      name: {{ .Values.credentials.existingSecret }}
   {{- end }}
-{{- if or .Values.redis.existingSecret (include "authsidecar.clientKeysEnabled" .) .Values.adminToken.existingSecret .Values.extraEnv }}
+{{- if or .Values.redis.existingSecret (include "authsidecar.clientKeysEnabled" .) .Values.adminToken.existingSecret .Values.extraEnv .Values.credentials.files (include "authsidecar.projectedRoutes" .) }}
 env:
+  {{- /* Secrets as files, watched: a rotated Secret applies without a restart. */}}
+  {{- range .Values.credentials.files }}
+  - {name: {{ . }}_FILE, value: /var/run/authsidecar/credentials/{{ . }}}
+  {{- end }}
+  {{- range $name := keys .Values.routes | sortAlpha }}
+  {{- with (index $.Values.routes $name) }}{{ if .projectedToken }}
+  - {name: {{ printf "%s_CLIENT_ASSERTION_FILE" ($name | upper | replace "-" "_") }}, value: /var/run/authsidecar/tokens/{{ $name }}/token}
+  {{- end }}{{ end }}
+  {{- end }}
   {{- with .Values.redis.existingSecret }}
   - name: REDIS_URL
     valueFrom:
@@ -172,6 +183,48 @@ resources:
   {{- toYaml .Values.resources | nindent 2 }}
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
+{{- if or .Values.credentials.files (include "authsidecar.projectedRoutes" .) }}
+volumeMounts:
+  {{- if .Values.credentials.files }}
+  - {name: authsidecar-credentials, mountPath: /var/run/authsidecar/credentials, readOnly: true}
+  {{- end }}
+  {{- range $name := keys .Values.routes | sortAlpha }}
+  {{- with (index $.Values.routes $name) }}{{ if .projectedToken }}
+  - {name: authsidecar-token-{{ $name }}, mountPath: /var/run/authsidecar/tokens/{{ $name }}, readOnly: true}
+  {{- end }}{{ end }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Routes that present a projected service-account token as their client assertion. */}}
+{{- define "authsidecar.projectedRoutes" -}}
+{{- range $name, $r := .Values.routes }}{{ if and $r $r.projectedToken }}{{ $name }} {{ end }}{{ end -}}
+{{- end -}}
+
+{{/*
+The pod's volumes the container mounts: the credentials Secret as files, and
+a projected service-account token per route that asks for one (audience a
+value). In sidecar mode, your pod spec includes it:
+  volumes:
+    {{- include "authsidecar.volumes" $ctx | nindent 4 }}
+*/}}
+{{- define "authsidecar.volumes" -}}
+{{- if .Values.credentials.files }}
+- name: authsidecar-credentials
+  secret:
+    secretName: {{ .Values.credentials.existingSecret }}
+{{- end }}
+{{- range $name := keys .Values.routes | sortAlpha }}
+{{- with (index $.Values.routes $name) }}{{ if .projectedToken }}
+- name: authsidecar-token-{{ $name }}
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          audience: {{ .projectedToken.audience | quote }}
+          expirationSeconds: {{ .projectedToken.expirationSeconds | default 3600 }}
+{{- end }}{{ end }}
+{{- end }}
 {{- end -}}
 
 {{/*
