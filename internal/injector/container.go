@@ -2,6 +2,9 @@ package injector
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -38,11 +41,47 @@ func (c *Config) container(s podSettings) corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
-	if s.secret != "" {
+	switch {
+	case s.secret != "" && len(s.secretFiles) > 0:
+		// As watched files: X and X_FILE must not both be set.
+		ct.VolumeMounts = append(ct.VolumeMounts, corev1.VolumeMount{Name: credentialsVolume, MountPath: credentialsDir, ReadOnly: true})
+		for _, k := range s.secretFiles {
+			ct.Env = append(ct.Env, corev1.EnvVar{Name: k + "_FILE", Value: credentialsDir + "/" + k})
+		}
+	case s.secret != "":
 		ct.EnvFrom = append(ct.EnvFrom, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: s.secret}}})
 	}
+	for _, route := range slices.Sorted(maps.Keys(s.projected)) {
+		dir := tokensDir + "/" + route
+		ct.VolumeMounts = append(ct.VolumeMounts, corev1.VolumeMount{Name: tokenVolume(route), MountPath: dir, ReadOnly: true})
+		ct.Env = append(ct.Env, corev1.EnvVar{Name: strings.ToUpper(strings.ReplaceAll(route, "-", "_")) + "_CLIENT_ASSERTION_FILE", Value: dir + "/token"})
+	}
 	return ct
+}
+
+const (
+	credentialsVolume = "authsidecar-credentials"
+	credentialsDir    = "/var/run/authsidecar/credentials"
+	tokensDir         = "/var/run/authsidecar/tokens"
+)
+
+func tokenVolume(route string) string { return "authsidecar-token-" + route }
+
+// volumes are the pod volumes the sidecar mounts, as the chart's sidecar
+// mode has them.
+func volumes(s podSettings) []corev1.Volume {
+	var vs []corev1.Volume
+	if s.secret != "" && len(s.secretFiles) > 0 {
+		vs = append(vs, corev1.Volume{Name: credentialsVolume, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: s.secret}}})
+	}
+	for _, route := range slices.Sorted(maps.Keys(s.projected)) {
+		vs = append(vs, corev1.Volume{Name: tokenVolume(route), VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Path: "token", Audience: s.projected[route], ExpirationSeconds: ptr.To[int64](3600)}}}}}})
+	}
+	return vs
 }
 
 // probe runs `authsidecar healthcheck` (or `healthcheck live`) in the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,13 @@ const (
 	AnnotationMemoryRequest = "authsidecar.io/memory-request"
 	AnnotationCPULimit      = "authsidecar.io/cpu-limit"
 	AnnotationMemoryLimit   = "authsidecar.io/memory-limit"
+	// AnnotationSecretFiles lists keys of the authsidecar.io/secret Secret
+	// to mount as watched files (X_FILE) instead of loading it with
+	// envFrom: a rotated Secret applies without a restart.
+	AnnotationSecretFiles = "authsidecar.io/secret-files"
+	// AnnotationProjectedToken mounts a projected service-account token as
+	// a route's client assertion: ROUTE=AUDIENCE, comma-separated.
+	AnnotationProjectedToken = "authsidecar.io/projected-token"
 	// AnnotationStatus marks an injected pod, so a second call (a
 	// reinvocation, a re-created pod) changes nothing.
 	AnnotationStatus = "authsidecar.io/status"
@@ -48,7 +56,7 @@ const (
 var knownAnnotations = map[string]bool{
 	AnnotationConfigMap: true, AnnotationSecret: true, AnnotationPort: true,
 	AnnotationCPURequest: true, AnnotationMemoryRequest: true, AnnotationCPULimit: true, AnnotationMemoryLimit: true,
-	AnnotationStatus: true,
+	AnnotationStatus: true, AnnotationSecretFiles: true, AnnotationProjectedToken: true,
 }
 
 // Decision is what the injector made of one pod.
@@ -67,6 +75,9 @@ type podSettings struct {
 	configMap, secret string
 	port              int
 	resources         corev1.ResourceRequirements
+	secretFiles       []string
+	// projected is route → audience of its projected token.
+	projected map[string]string
 }
 
 // settingsOf reads a pod's annotations. An unknown authsidecar.io/
@@ -91,6 +102,28 @@ func (c *Config) settingsOf(ann map[string]string) (podSettings, error) {
 			return s, fmt.Errorf("annotation %s: %q is not a valid name: %s", n.key, v, strings.Join(errs, "; "))
 		}
 		*n.dest = v
+	}
+	if v, ok := ann[AnnotationSecretFiles]; ok {
+		if s.secret == "" {
+			return s, fmt.Errorf("annotation %s: needs %s, the Secret the files come from", AnnotationSecretFiles, AnnotationSecret)
+		}
+		for _, k := range strings.Split(v, ",") {
+			k = strings.TrimSpace(k)
+			if !secretFileKey.MatchString(k) {
+				return s, fmt.Errorf("annotation %s: %q is not a route's CLIENT_SECRET, PASSWORD, ACCESS_TOKEN or REFRESH_TOKEN variable", AnnotationSecretFiles, k)
+			}
+			s.secretFiles = append(s.secretFiles, k)
+		}
+	}
+	if v, ok := ann[AnnotationProjectedToken]; ok {
+		s.projected = map[string]string{}
+		for _, pair := range strings.Split(v, ",") {
+			route, aud, found := strings.Cut(strings.TrimSpace(pair), "=")
+			if !found || !routeName.MatchString(route) || aud == "" {
+				return s, fmt.Errorf("annotation %s: %q is not ROUTE=AUDIENCE", AnnotationProjectedToken, pair)
+			}
+			s.projected[route] = aud
+		}
 	}
 	if v, ok := ann[AnnotationPort]; ok {
 		p, err := strconv.Atoi(v)
@@ -175,6 +208,7 @@ func (c *Config) Mutate(raw []byte) (Decision, error) {
 // containers; and tells every app container where it listens.
 func (c *Config) inject(pod *corev1.Pod, s podSettings) {
 	sidecar := c.container(s)
+	pod.Spec.Volumes = append(pod.Spec.Volumes, volumes(s)...)
 	if c.NativeSidecar {
 		always := corev1.ContainerRestartPolicyAlways
 		sidecar.RestartPolicy = &always
@@ -224,5 +258,10 @@ func ownedByJob(pod corev1.Pod) bool {
 	}
 	return false
 }
+
+var (
+	secretFileKey = regexp.MustCompile(`^[A-Z0-9_]+_(CLIENT_SECRET|PASSWORD|ACCESS_TOKEN|REFRESH_TOKEN)$`)
+	routeName     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+)
 
 func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }

@@ -265,3 +265,36 @@ func hasEnvValue(env []corev1.EnvVar, name, value string) bool {
 	}
 	return false
 }
+
+// Secrets as watched files and projected tokens, as the chart has them.
+func TestAnnotationsMountSecretFilesAndProjectedTokens(t *testing.T) {
+	_, pod := review(t, testConfig(true), appPod(optedIn, map[string]string{
+		AnnotationSecret: "payments-credentials", AnnotationSecretFiles: "VEEM_CLIENT_SECRET",
+		AnnotationProjectedToken: "payments=https://auth.payments.example",
+	}))
+	_, c := find(pod.Spec.InitContainers, ContainerName)
+	for _, e := range c.EnvFrom {
+		if e.SecretRef != nil {
+			t.Error("the Secret is both envFrom and files")
+		}
+	}
+	if !hasEnvValue(c.Env, "VEEM_CLIENT_SECRET_FILE", "/var/run/authsidecar/credentials/VEEM_CLIENT_SECRET") ||
+		!hasEnvValue(c.Env, "PAYMENTS_CLIENT_ASSERTION_FILE", "/var/run/authsidecar/tokens/payments/token") {
+		t.Errorf("env %v", c.Env)
+	}
+	var projected string
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected != nil {
+			projected = v.Projected.Sources[0].ServiceAccountToken.Audience
+		}
+	}
+	if projected != "https://auth.payments.example" || len(c.VolumeMounts) != 2 {
+		t.Errorf("volumes %v, mounts %v", pod.Spec.Volumes, c.VolumeMounts)
+	}
+	for ann, v := range map[string]string{AnnotationSecretFiles: "VEEM_CLIENT_ID", AnnotationProjectedToken: "payments"} {
+		a := map[string]string{AnnotationSecret: "s", ann: v}
+		if resp, _ := review(t, testConfig(true), appPod(optedIn, a)); resp.Allowed || !strings.Contains(resp.Result.Message, ann) {
+			t.Errorf("%s=%s was not refused by name", ann, v)
+		}
+	}
+}
