@@ -128,7 +128,11 @@ func (p Preset) Apply(s Settings) Settings {
 	fillFrom(&s.RevokeURL, d.RevokeURL)
 	fillFrom(&s.Scope, d.Scope)
 	fillFrom(&s.ClientID, d.ClientID)
-	fillFrom(&s.ClientAuth, d.ClientAuth)
+	if s.ClientKeyFile == "" && s.ClientAssertionFile == "" {
+		// A key or an assertion given says how the client authenticates
+		// (private_key_jwt); the preset's usual method must not hide it.
+		fillFrom(&s.ClientAuth, d.ClientAuth)
+	}
 	fillFrom(&s.TokenBody, d.TokenBody)
 	fillFrom(&s.Inject, d.Inject)
 	fillFrom(&s.QueryParam, d.QueryParam)

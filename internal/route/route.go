@@ -98,8 +98,8 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		var se *auth.SettingError
 		if errors.Is(err, auth.ErrNoCredentials) {
 			p := rc.Prefix
-			return nil, fmt.Errorf("%sGRANT: no credentials for route %s: set %sACCESS_TOKEN, %sREFRESH_TOKEN, %sUSERNAME and %sPASSWORD, or %sCLIENT_ID and %sCLIENT_SECRET",
-				p, rc.Name, p, p, p, p, p, p)
+			return nil, fmt.Errorf("%sGRANT: no credentials for route %s: set %sACCESS_TOKEN, %sREFRESH_TOKEN, %sUSERNAME and %sPASSWORD, or %sCLIENT_ID and %sCLIENT_SECRET (or %sCLIENT_KEY_FILE, %sCLIENT_ASSERTION_FILE)",
+				p, rc.Name, p, p, p, p, p, p, p, p)
 		}
 		if errors.As(err, &se) {
 			return nil, fmt.Errorf("%s%s: %w", rc.Prefix, se.Setting, se.Err)

@@ -312,3 +312,15 @@ func TestJWTBearerGrantSignsForItsSubject(t *testing.T) {
 		t.Fatalf("the assertion is not valid now: %v", err)
 	}
 }
+
+// Regression: with the oauth2 preset's default CLIENT_AUTH (basic), a
+// CLIENT_KEY_FILE was ignored and the client went as a public one. A key
+// given means private_key_jwt, and a key that does not read stops start-up
+// naming it.
+func TestAClientKeyFileMeansPrivateKeyJWT(t *testing.T) {
+	_, err := build(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+		"API_TOKEN_URL": "https://auth.example/token", "API_CLIENT_ID": "c", "API_CLIENT_KEY_FILE": "/nonexistent/key.pem"}, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "API_CLIENT_KEY_FILE:") {
+		t.Fatalf("err = %v, want one naming API_CLIENT_KEY_FILE", err)
+	}
+}
