@@ -324,3 +324,45 @@ func TestAClientKeyFileMeansPrivateKeyJWT(t *testing.T) {
 		t.Fatalf("err = %v, want one naming API_CLIENT_KEY_FILE", err)
 	}
 }
+
+// client_secret_jwt: the secret never travels; the endpoint verifies the
+// HS256 assertion with it, and a refused token is replaced with a new one.
+func TestClientSecretJWT(t *testing.T) {
+	const secret = "a-client-secret-of-32-bytes-long!"
+	var tokenURL string
+	var assertions atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		p := r.PostForm
+		parsed, err := jwt.ParseSigned(p.Get("client_assertion"), []jose.SignatureAlgorithm{jose.HS256})
+		var claims jwt.Claims
+		if err != nil || p.Get("client_secret") != "" || r.Header.Get("Authorization") != "" ||
+			p.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" ||
+			parsed.Claims([]byte(secret), &claims) != nil || claims.Issuer != "svc" || claims.Subject != "svc" ||
+			!claims.Audience.Contains(tokenURL) || claims.ValidateWithLeeway(jwt.Expected{Time: time.Now()}, 0) != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		n := assertions.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"at-%d","expires_in":3600}`, n)
+	}))
+	defer srv.Close()
+	tokenURL = srv.URL + "/token"
+	table, err := build(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
+		"API_TOKEN_URL": tokenURL, "API_CLIENT_ID": "svc", "API_CLIENT_SECRET": secret, "API_CLIENT_AUTH": "client_secret_jwt"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := table.Get("api")
+	first, err := r.Keeper.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Keeper.Invalidate(first.AccessToken) // the upstream refused it
+	second, err := r.Keeper.Token(context.Background())
+	if err != nil || second.AccessToken == first.AccessToken || assertions.Load() != 2 {
+		t.Fatalf("after a refusal: %v, %v (%d assertions)", second, err, assertions.Load())
+	}
+}
