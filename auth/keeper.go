@@ -239,13 +239,15 @@ func (k *Keeper) run(f *flight, prev Token, rejected string) {
 		k.lastErr = &FetchError{Route: k.cfg.Route, Kind: KindOf(err), RetryAfter: k.retryAt, Err: err}
 		f.err = k.lastErr
 		k.mu.Unlock()
-		close(f.done)
+		// Told before the waiters are released, so the failure is on
+		// record before any caller's answer is.
 		k.cfg.Observer.Refresh(k.cfg.Route, KindOf(err).String(), now.Sub(started))
 		k.log.Warn("token refresh failed",
 			zap.String("reason", KindOf(err).String()),
 			zap.Error(err),
 			zap.Int("failures_in_a_row", failures),
 			zap.Duration("retry_in", wait))
+		close(f.done)
 		return
 	}
 	k.cur, k.failures, k.lastErr, k.retryAt = tok, 0, nil, time.Time{}
