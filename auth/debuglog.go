@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/authsidecar/authsidecar/internal/redact"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -57,7 +58,7 @@ func redactedHead(body []byte, sent []string) string {
 	var members map[string]any
 	if json.Unmarshal(body, &members) == nil {
 		for k := range members {
-			if looksSecret(k) {
+			if redact.SecretName(k) {
 				members[k] = "REDACTED"
 			}
 		}
@@ -73,14 +74,4 @@ func redactedHead(body []byte, sent []string) string {
 		}
 	}
 	return head
-}
-
-func looksSecret(name string) bool {
-	n := strings.ToLower(name)
-	for _, w := range []string{"token", "secret", "password", "assertion", "code", "key"} {
-		if strings.Contains(n, w) {
-			return true
-		}
-	}
-	return false
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/internal/redact"
 )
 
 // errorBody is every error the sidecar answers itself. Error is a stable
@@ -167,19 +168,9 @@ func redactedTarget(path, rawQuery string) string {
 		if k, err := url.QueryUnescape(key); err == nil {
 			key = k
 		}
-		if hasValue && secretLooking(key) {
+		if hasValue && redact.SecretName(key) {
 			parts[i] = url.QueryEscape(key) + "=REDACTED"
 		}
 	}
 	return path + "?" + strings.Join(parts, "&")
-}
-
-func secretLooking(key string) bool {
-	k := strings.ToLower(key)
-	for _, word := range []string{"token", "secret", "pass", "key", "code", "auth", "sig", "session", "credential", "jwt", "bearer", "assertion"} {
-		if strings.Contains(k, word) {
-			return true
-		}
-	}
-	return false
 }
