@@ -25,6 +25,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
+	"github.com/authsidecar/authsidecar/internal/filestamp"
 )
 
 // Client authentication by a signed assertion instead of a shared secret
@@ -108,8 +109,8 @@ func (k *PrivateKeyJWT) Authenticate(_ context.Context, tokenURL string, _ http.
 func (k *PrivateKeyJWT) signer() (jose.Signer, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	st, err := os.Stat(k.KeyFile)
-	if err == nil && k.current != nil && fileStamp(st) == k.stamp {
+	stamp, err := filestamp.Of(k.KeyFile)
+	if err == nil && k.current != nil && stamp == k.stamp {
 		return k.current, nil
 	}
 	s, stamp, loadErr := loadSigner(k.KeyFile, k.KeyID, k.Algorithm)
@@ -123,14 +124,10 @@ func (k *PrivateKeyJWT) signer() (jose.Signer, error) {
 	return s, nil
 }
 
-func fileStamp(st os.FileInfo) string {
-	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
-}
-
 // loadSigner reads a PEM private key and makes its signer; errors never
 // quote the file.
 func loadSigner(path, keyID, alg string) (jose.Signer, string, error) {
-	st, err := os.Stat(path)
+	stamp, err := filestamp.Of(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("reading the private key: %w", err)
 	}
@@ -160,7 +157,7 @@ func loadSigner(path, keyID, alg string) (jose.Signer, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("making a signer of the private key: %w", err)
 	}
-	return s, fileStamp(st), nil
+	return s, stamp, nil
 }
 
 func parsePrivateKey(raw []byte) (crypto.Signer, error) {

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/cache"
 	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/filestamp"
 	"github.com/authsidecar/authsidecar/internal/route"
 )
 
@@ -35,14 +35,6 @@ type secretFiles struct {
 	warm   map[string]context.CancelFunc
 }
 
-func stampOf(path string) (string, error) {
-	st, err := os.Stat(path) // follows the ..data link
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano()), nil
-}
-
 // watchSecretFiles looks at the secret files every interval until ctx ends.
 func (a *App) watchSecretFiles(ctx context.Context, every time.Duration) {
 	if len(a.cfg.SecretFiles) == 0 {
@@ -51,7 +43,7 @@ func (a *App) watchSecretFiles(ctx context.Context, every time.Duration) {
 	a.files.mu.Lock()
 	a.files.stamps, a.files.errs = map[string]string{}, map[string]string{}
 	for _, f := range a.cfg.SecretFiles {
-		a.files.stamps[f.Variable], _ = stampOf(f.Path)
+		a.files.stamps[f.Variable], _ = filestamp.Of(f.Path)
 	}
 	a.files.mu.Unlock()
 	tick := time.NewTicker(every)
@@ -69,7 +61,7 @@ func (a *App) watchSecretFiles(ctx context.Context, every time.Duration) {
 }
 
 func (a *App) checkSecretFile(ctx context.Context, f config.SecretFile) {
-	stamp, err := stampOf(f.Path)
+	stamp, err := filestamp.Of(f.Path)
 	a.files.mu.Lock()
 	unchanged := err == nil && stamp == a.files.stamps[f.Variable]
 	a.files.mu.Unlock()

@@ -12,6 +12,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/authsidecar/authsidecar/internal/filestamp"
 )
 
 // Pair is a certificate and its key in two files, re-read when they change.
@@ -39,20 +41,8 @@ func Load(certFile, keyFile string) (*Pair, error) {
 	return p, nil
 }
 
-func (p *Pair) filesStamp() (string, error) {
-	var stamp string
-	for _, f := range []string{p.certFile, p.keyFile} {
-		st, err := os.Stat(f)
-		if err != nil {
-			return "", err
-		}
-		stamp += fmt.Sprintf("%d/%d;", st.Size(), st.ModTime().UnixNano())
-	}
-	return stamp, nil
-}
-
 func (p *Pair) reload() error {
-	stamp, err := p.filesStamp()
+	stamp, err := filestamp.Of(p.certFile, p.keyFile)
 	if err != nil {
 		return fmt.Errorf("reading the certificate: %w", err)
 	}
@@ -77,7 +67,7 @@ func (p *Pair) current() *tls.Certificate {
 	stamp := p.stamp
 	p.mu.Unlock()
 	if due {
-		if now, err := p.filesStamp(); err == nil && now != stamp {
+		if now, err := filestamp.Of(p.certFile, p.keyFile); err == nil && now != stamp {
 			if err := p.reload(); err != nil && p.OnError != nil {
 				p.OnError(err)
 			}
