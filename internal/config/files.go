@@ -15,6 +15,17 @@ var (
 	routeSecrets  = []string{"CLIENT_SECRET", "PASSWORD", "ACCESS_TOKEN", "REFRESH_TOKEN"}
 )
 
+// RouteSecretVariable reports whether variable is a route's secret that has
+// a _FILE twin, such as VEEM_CLIENT_SECRET.
+func RouteSecretVariable(variable string) bool {
+	for _, s := range routeSecrets {
+		if prefix, ok := strings.CutSuffix(variable, "_"+s); ok && prefix != "" && strings.Trim(prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // SecretFile is a secret variable whose value comes from a file.
 type SecretFile struct {
 	// Variable is the variable the file stands for, prefix included

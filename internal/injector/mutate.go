@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/authsidecar/authsidecar/internal/config"
+	"github.com/authsidecar/authsidecar/internal/route"
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -109,7 +110,7 @@ func (c *Config) settingsOf(ann map[string]string) (podSettings, error) {
 		}
 		for _, k := range strings.Split(v, ",") {
 			k = strings.TrimSpace(k)
-			if !secretFileKey.MatchString(k) {
+			if !config.RouteSecretVariable(k) {
 				return s, fmt.Errorf("annotation %s: %q is not a route's CLIENT_SECRET, PASSWORD, ACCESS_TOKEN or REFRESH_TOKEN variable", AnnotationSecretFiles, k)
 			}
 			s.secretFiles = append(s.secretFiles, k)
@@ -118,11 +119,11 @@ func (c *Config) settingsOf(ann map[string]string) (podSettings, error) {
 	if v, ok := ann[AnnotationProjectedToken]; ok {
 		s.projected = map[string]string{}
 		for _, pair := range strings.Split(v, ",") {
-			route, aud, found := strings.Cut(strings.TrimSpace(pair), "=")
-			if !found || !routeName.MatchString(route) || aud == "" {
+			name, aud, found := strings.Cut(strings.TrimSpace(pair), "=")
+			if !found || !route.ValidName(name) || aud == "" {
 				return s, fmt.Errorf("annotation %s: %q is not ROUTE=AUDIENCE", AnnotationProjectedToken, pair)
 			}
-			s.projected[route] = aud
+			s.projected[name] = aud
 		}
 	}
 	if v, ok := ann[AnnotationPort]; ok {
@@ -258,10 +259,5 @@ func ownedByJob(pod corev1.Pod) bool {
 	}
 	return false
 }
-
-var (
-	secretFileKey = regexp.MustCompile(`^[A-Z0-9_]+_(CLIENT_SECRET|PASSWORD|ACCESS_TOKEN|REFRESH_TOKEN)$`)
-	routeName     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-)
 
 func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }

@@ -17,15 +17,15 @@ var reservedNames = []string{"healthz", "readyz", "oauth", "metrics", "status"}
 // every call and part of environment variable names.
 var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 
-// validName reports whether name can be a route's.
-func validName(name string) bool { return namePattern.MatchString(name) }
+// ValidName reports whether name can be a route's.
+func ValidName(name string) bool { return namePattern.MatchString(name) }
 
 // checkNames checks the names ROUTES lists: valid, not reserved, listed
 // once, and not sharing variables with another. Errors name ROUTES.
 func checkNames(names []string) error {
 	for i, n := range names {
 		switch {
-		case !validName(n):
+		case !ValidName(n):
 			return fmt.Errorf("ROUTES: route name %q must be lower-case letters, digits and dashes ([a-z0-9-]+)", n)
 		case slices.Contains(reservedNames, n):
 			return fmt.Errorf("ROUTES: %q is reserved for the sidecar's own endpoints (%s)", n, strings.Join(reservedNames, ", "))
