@@ -18,7 +18,6 @@ import (
 	"github.com/authsidecar/authsidecar/internal/app"
 	"github.com/authsidecar/authsidecar/internal/config"
 	demopkg "github.com/authsidecar/authsidecar/internal/demo"
-	"github.com/authsidecar/authsidecar/internal/injector"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -98,7 +97,7 @@ func run(args []string) error {
 	case "demo":
 		return demo()
 	case "injector":
-		return runInjector()
+		return runInjector(args[1:])
 	case "login", "token", "revoke":
 		if len(args) != 2 {
 			fmt.Fprint(os.Stderr, usage)
@@ -174,21 +173,11 @@ func demo() error {
 	return d.Serve(ctx)
 }
 
-// runInjector serves the admission webhook, configured by INJECTOR_*
-// variables.
-func runInjector() error {
-	cfg, err := injector.LoadConfig(config.Environ())
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
-	log, err := app.NewLogger(cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
-	defer func() { _ = log.Sync() }()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	return injector.Run(ctx, cfg, log)
+// runInjector hands over to the injector program, which ships beside this
+// binary: the Kubernetes API types it needs would otherwise weigh on every
+// sidecar.
+func runInjector(args []string) error {
+	return app.RunCompanion(app.InjectorProgram, append([]string{"injector"}, args...))
 }
 
 // operate runs an operator's command against a route, configured as the
