@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,13 +16,37 @@ import (
 // every replica. It stores what it is given: wrap it in Sealed so no secret
 // reaches Redis in clear.
 type Redis struct {
-	client redis.UniversalClient
-	prefix string
+	current atomic.Pointer[redisClient] // replaced whole by Reconnect
+	prefix  string
 }
+
+type redisClient struct{ redis.UniversalClient }
 
 // NewRedis returns a Store on client whose keys all start with prefix.
 func NewRedis(client redis.UniversalClient, prefix string) *Redis {
-	return &Redis{client: client, prefix: prefix}
+	r := &Redis{prefix: prefix}
+	r.current.Store(&redisClient{client})
+	return r
+}
+
+func (r *Redis) client() redis.UniversalClient { return r.current.Load().UniversalClient }
+
+// retiredClientGrace is how long a replaced client stays open, so that
+// operations already under way on it (a lock held across a refresh, bounded
+// by TOKEN_TIMEOUT) finish rather than fail.
+const retiredClientGrace = time.Minute
+
+// Reconnect moves the store to client (a new REDIS_URL) once client answers
+// a PING; until then, and if it never does, the current server stays in use.
+// The replaced client is closed after a grace period.
+func (r *Redis) Reconnect(ctx context.Context, client redis.UniversalClient) error {
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return fmt.Errorf("redis PING on the new server: %w", err)
+	}
+	old := r.current.Swap(&redisClient{client})
+	time.AfterFunc(retiredClientGrace, func() { _ = old.Close() })
+	return nil
 }
 
 // Redis modes for OpenRedis.
@@ -82,7 +107,7 @@ func (r *Redis) key(k string) string { return r.prefix + k }
 
 // Get implements Store.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := r.client.Get(ctx, r.key(key)).Bytes()
+	v, err := r.client().Get(ctx, r.key(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNotFound
 	}
@@ -97,7 +122,7 @@ func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if ttl < 0 {
 		return errors.New("cache: negative ttl")
 	}
-	if err := r.client.Set(ctx, r.key(key), value, ttl).Err(); err != nil {
+	if err := r.client().Set(ctx, r.key(key), value, ttl).Err(); err != nil {
 		return fmt.Errorf("redis SET: %w", err)
 	}
 	return nil
@@ -113,7 +138,7 @@ return 0`)
 
 // CompareAndDelete implements Store.
 func (r *Redis) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
-	n, err := deleteIfEquals.Run(ctx, r.client, []string{r.key(key)}, old).Int()
+	n, err := deleteIfEquals.Run(ctx, r.client(), []string{r.key(key)}, old).Int()
 	if err != nil {
 		return false, fmt.Errorf("redis compare-and-delete: %w", err)
 	}
@@ -125,7 +150,7 @@ func (r *Redis) TryLock(ctx context.Context, key, owner string, ttl time.Duratio
 	if ttl <= 0 {
 		return errors.New("cache: lock ttl must be positive")
 	}
-	ok, err := r.client.SetNX(ctx, r.key(key), owner, ttl).Result()
+	ok, err := r.client().SetNX(ctx, r.key(key), owner, ttl).Result()
 	if err != nil {
 		return fmt.Errorf("redis SET NX: %w", err)
 	}
@@ -142,14 +167,14 @@ func (r *Redis) Unlock(ctx context.Context, key, owner string) (bool, error) {
 
 // Ping checks that Redis answers.
 func (r *Redis) Ping(ctx context.Context) error {
-	if err := r.client.Ping(ctx).Err(); err != nil {
+	if err := r.client().Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis PING: %w", err)
 	}
 	return nil
 }
 
 // Close closes the connections.
-func (r *Redis) Close() error { return r.client.Close() }
+func (r *Redis) Close() error { return r.client().Close() }
 
 // LogRedisTo sends go-redis's own messages (dial failures, pool trouble) to
 // log, so a JSON log stays JSON. go-redis has one logger per process.

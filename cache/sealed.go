@@ -86,6 +86,27 @@ func (s *Sealer) Rotate(key []byte) error {
 	return nil
 }
 
+// Accept makes key open values too, without sealing with it (a new
+// TOKEN_ENCRYPTION_KEY_PREVIOUS file). Keys are only ever added while the
+// sidecar runs, so no stored value stops opening; a key no longer
+// configured is dropped at the next start.
+func (s *Sealer) Accept(key []byte) error {
+	fresh, err := NewSealer(key)
+	if err != nil {
+		return err
+	}
+	k := (*fresh.keys.Load())[0]
+	keys := append([]sealKey(nil), *s.keys.Load()...)
+	for _, have := range keys {
+		if have.id == k.id {
+			return nil
+		}
+	}
+	keys = append(keys, k)
+	s.keys.Store(&keys)
+	return nil
+}
+
 // keyID names a key without revealing it.
 func keyID(key []byte) [4]byte {
 	sum := sha256.Sum256(append([]byte("authsidecar key id\x00"), key...))

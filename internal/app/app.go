@@ -48,7 +48,10 @@ type App struct {
 	handler  *proxy.Handler
 	// sealer seals what leaves the process; nil for the in-process store.
 	sealer *cache.Sealer
-	files  secretFiles
+	// redis is the Redis store under the sealing, for a new REDIS_URL;
+	// nil for the other stores.
+	redis *cache.Redis
+	files secretFiles
 }
 
 // Option changes how New builds the sidecar.
@@ -71,9 +74,11 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	}
 	cache.LogRedisTo(log.Named("redis"))
 	a.recovery = auth.NewRecovery(recoveryWindow, a.clock)
-	if a.store, a.storeKind, a.sealer, err = openStore(cfg, a.clock); err != nil {
+	opened, err := openStore(cfg, a.clock)
+	if err != nil {
 		return nil, err
 	}
+	a.store, a.storeKind, a.sealer, a.redis = opened.store, opened.kind, opened.sealer, opened.redis
 	defer func() {
 		if err != nil {
 			a.Close()

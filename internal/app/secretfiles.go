@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -22,8 +23,9 @@ import (
 // client secret or password and a new static token is served from the next
 // call; a new CLIENT_KEYS or ADMIN_TOKEN applies to the next call; a new
 // TOKEN_ENCRYPTION_KEY seals from then on while the previous one still
-// opens. A file that disappears or does not read keeps the last good value,
-// is logged, and shows on /readyz?verbose and a metric.
+// opens, a new _PREVIOUS opens too; a new REDIS_URL is used once it
+// answers. A file that disappears or does not read keeps the last good
+// value, is logged, and shows on /readyz?verbose and a metric.
 
 // secretFileCheckEvery is how often the files are looked at: a stat each.
 const secretFileCheckEvery = time.Second
@@ -43,7 +45,7 @@ func (a *App) watchSecretFiles(ctx context.Context, every time.Duration) {
 	a.files.mu.Lock()
 	a.files.stamps, a.files.errs = map[string]string{}, map[string]string{}
 	for _, f := range a.cfg.SecretFiles {
-		a.files.stamps[f.Variable], _ = filestamp.Of(f.Path)
+		a.files.stamps[f.Variable] = f.Stamp // as read at start
 	}
 	a.files.mu.Unlock()
 	tick := time.NewTicker(every)
@@ -117,8 +119,40 @@ func (a *App) applySecret(ctx context.Context, f config.SecretFile, value string
 			return fmt.Errorf("TOKEN_ENCRYPTION_KEY_FILE: %w", err)
 		}
 		return a.sealer.Rotate(key)
+	case "TOKEN_ENCRYPTION_KEY_PREVIOUS":
+		if a.sealer == nil {
+			return nil
+		}
+		key, err := cache.ParseKey(value)
+		if err != nil {
+			return fmt.Errorf("TOKEN_ENCRYPTION_KEY_PREVIOUS_FILE: %w", err)
+		}
+		return a.sealer.Accept(key)
+	case "REDIS_URL":
+		return a.moveRedis(ctx, value)
 	default:
 		return fmt.Errorf("%s_FILE: a change takes effect at the next start", f.Variable)
+	}
+	return nil
+}
+
+// moveRedis moves the token store to a new REDIS_URL once the new server
+// answers. The new server does not hold the fleet's tokens yet: the store
+// check finds its data-loss marker missing and has every replica write its
+// tokens back (newest wins) before any rotating refresh, as after a Redis
+// restart.
+func (a *App) moveRedis(ctx context.Context, rawURL string) error {
+	if a.redis == nil {
+		return errors.New("REDIS_URL_FILE: the sidecar started without Redis; a change of store takes effect at the next start")
+	}
+	client, err := cache.OpenRedis(rawURL, a.cfg.RedisMode)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL_FILE: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+	defer cancel()
+	if err := a.redis.Reconnect(ctx, client); err != nil {
+		return fmt.Errorf("REDIS_URL_FILE: %w", err)
 	}
 	return nil
 }

@@ -23,33 +23,43 @@ const storeCheckEvery = time.Second
 // its token back.
 const recoveryWindow = 3 * storeCheckEvery
 
-// openStore is the token store the configuration asks for: in-process, a
-// sealed file for a single instance, or Redis with every value sealed.
-func openStore(cfg *config.Config, now clock.Clock) (cache.LockingStore, string, *cache.Sealer, error) {
+// openedStore is the token store the configuration asks for, with the
+// parts a changed secret file reaches.
+type openedStore struct {
+	store  cache.LockingStore
+	kind   string        // "memory", "file" or "redis", for /readyz
+	sealer *cache.Sealer // nil for the in-process store
+	redis  *cache.Redis  // the Redis store under the sealing
+}
+
+// openStore opens the token store the configuration asks for: in-process,
+// a sealed file for a single instance, or Redis with every value sealed.
+func openStore(cfg *config.Config, now clock.Clock) (openedStore, error) {
 	if cfg.RedisURL == "" && cfg.TokenStorePath == "" {
-		return cache.NewMemory(), "memory", nil, nil
+		return openedStore{store: cache.NewMemory(), kind: "memory"}, nil
 	}
 	current, previous, err := cfg.Keys()
 	if err != nil {
-		return nil, "", nil, err
+		return openedStore{}, err
 	}
 	sealer, err := cache.NewSealer(current, previous...)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
+		return openedStore{}, fmt.Errorf("TOKEN_ENCRYPTION_KEY: %w", err)
 	}
 	if cfg.TokenStorePath != "" {
 		f, err := cache.OpenFile(cfg.TokenStorePath, now)
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("TOKEN_STORE_PATH: %w", err)
+			return openedStore{}, fmt.Errorf("TOKEN_STORE_PATH: %w", err)
 		}
-		return cache.NewSealed(f, sealer), "file", sealer, nil
+		return openedStore{store: cache.NewSealed(f, sealer), kind: "file", sealer: sealer}, nil
 	}
 	client, err := cache.OpenRedis(cfg.RedisURL, cfg.RedisMode)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("REDIS_URL: %w", err)
+		return openedStore{}, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	sealed := cache.NewSealed(cache.NewRedis(client, cfg.RedisKeyPrefix), sealer)
-	return cache.WithDeadline(sealed, cfg.StoreTimeout), "redis", sealer, nil
+	r := cache.NewRedis(client, cfg.RedisKeyPrefix)
+	sealed := cache.NewSealed(r, sealer)
+	return openedStore{store: cache.WithDeadline(sealed, cfg.StoreTimeout), kind: "redis", sealer: sealer, redis: r}, nil
 }
 
 // watchStore checks the shared store until ctx ends. It marks the store

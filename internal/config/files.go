@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"unicode"
+
+	"github.com/authsidecar/authsidecar/internal/filestamp"
 )
 
 // Every secret variable has a _FILE twin naming a file that holds the value
@@ -34,6 +36,10 @@ type SecretFile struct {
 	// Route is the route's name; empty for the sidecar's own variables.
 	Route string
 	Path  string
+	// Stamp is the file's stamp (internal/filestamp) taken just before it
+	// was read at start, so that a watcher started later still sees a
+	// change made in between.
+	Stamp string
 }
 
 // ReadSecretFile reads a secret's file: trimmed (a Secret's file often
@@ -65,6 +71,7 @@ func resolveFiles(environ map[string]string, prefix, route string, settings []st
 			return nil, fmt.Errorf("%s and %s_FILE: are both set; set one", v, v)
 		}
 		f := SecretFile{Variable: v, Setting: s, Route: route, Path: path}
+		f.Stamp, _ = filestamp.Of(path) // a failed stat fails the read below
 		value, err := ReadSecretFile(f)
 		if err != nil {
 			return nil, err
