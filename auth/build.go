@@ -101,7 +101,7 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 	}
 
 	ep := &Endpoint{Fields: standardFields, Client: client, Clock: now, Log: log}
-	if ep.Auth, err = newClientAuth(s); err != nil {
+	if ep.Auth, err = newClientAuth(s, now); err != nil {
 		return b, err
 	}
 	if s.TokenBody != "" {
@@ -159,7 +159,7 @@ func genericGrant(s Settings, ep *Endpoint, g GrantType) (Grant, error) {
 	var err error
 	switch g {
 	case GrantJWTBearer:
-		grant.BuildPrimary, err = jwtBearerRequest(s)
+		grant.BuildPrimary, err = jwtBearerRequest(s, ep.Clock)
 	case GrantTokenExchange:
 		grant.BuildPrimary, err = tokenExchangeRequest(s)
 	}

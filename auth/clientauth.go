@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/authsidecar/authsidecar/internal/clock"
 )
 
 // ClientAuth proves who the client is in a token request (RFC 6749 section
@@ -21,7 +23,8 @@ type ClientAuth interface {
 
 // clientAuthMethod builds a CLIENT_AUTH method from a route's settings; its
 // errors are SettingErrors naming what is missing.
-type clientAuthMethod func(s Settings) (ClientAuth, error)
+// now is the clock assertions are dated by.
+type clientAuthMethod func(s Settings, now clock.Clock) (ClientAuth, error)
 
 var clientAuthMethods = map[string]clientAuthMethod{}
 
@@ -37,7 +40,7 @@ func registerClientAuth(name string, build clientAuthMethod) {
 const defaultClientAuth = "basic"
 
 // newClientAuth builds the method CLIENT_AUTH names (basic when empty).
-func newClientAuth(s Settings) (ClientAuth, error) {
+func newClientAuth(s Settings, now clock.Clock) (ClientAuth, error) {
 	name := s.ClientAuth
 	switch {
 	case name != "":
@@ -56,7 +59,7 @@ func newClientAuth(s Settings) (ClientAuth, error) {
 		sort.Strings(names)
 		return nil, settingErr("CLIENT_AUTH", "unknown client authentication %q (want %s)", name, joinOr(names))
 	}
-	return build(s)
+	return build(s, now)
 }
 
 func joinOr(names []string) string {
@@ -67,25 +70,25 @@ func joinOr(names []string) string {
 }
 
 func init() {
-	registerClientAuth("basic", func(s Settings) (ClientAuth, error) {
+	registerClientAuth("basic", func(s Settings, _ clock.Clock) (ClientAuth, error) {
 		if s.ClientID == "" || s.ClientSecret == "" {
 			// A public client: there is nothing to put in a Basic header.
 			return PublicClient{ID: s.ClientID}, nil
 		}
 		return ClientSecretBasic{ID: s.ClientID, Secret: s.ClientSecret}, nil
 	})
-	registerClientAuth("body", func(s Settings) (ClientAuth, error) {
+	registerClientAuth("body", func(s Settings, _ clock.Clock) (ClientAuth, error) {
 		if s.ClientID == "" {
 			return PublicClient{}, nil
 		}
 		return ClientSecretPost{ID: s.ClientID, Secret: s.ClientSecret}, nil
 	})
-	registerClientAuth("none", func(s Settings) (ClientAuth, error) {
+	registerClientAuth("none", func(s Settings, _ clock.Clock) (ClientAuth, error) {
 		return PublicClient{ID: s.ClientID}, nil
 	})
 	// The client certificate (TLS_CERT_FILE) authenticates, at the TLS
 	// layer (RFC 8705 section 2): the body names the client, nothing more.
-	registerClientAuth("tls_client_auth", func(s Settings) (ClientAuth, error) {
+	registerClientAuth("tls_client_auth", func(s Settings, _ clock.Clock) (ClientAuth, error) {
 		if s.ClientID == "" {
 			return nil, settingErr("CLIENT_ID", "is required with CLIENT_AUTH=tls_client_auth")
 		}

@@ -40,7 +40,7 @@ const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 const assertionLifetime = 2 * time.Minute
 
 func init() {
-	registerClientAuth("private_key_jwt", func(s Settings) (ClientAuth, error) {
+	registerClientAuth("private_key_jwt", func(s Settings, now clock.Clock) (ClientAuth, error) {
 		if s.ClientID == "" {
 			return nil, settingErr("CLIENT_ID", "is required with CLIENT_AUTH=private_key_jwt")
 		}
@@ -57,17 +57,17 @@ func init() {
 			return nil, settingErr("CLIENT_KEY_FILE", "is required with CLIENT_AUTH=private_key_jwt (or CLIENT_ASSERTION_FILE, a ready-made assertion)")
 		}
 		k := &PrivateKeyJWT{ClientID: s.ClientID, KeyFile: s.ClientKeyFile, KeyID: s.ClientKeyID,
-			Algorithm: s.ClientKeyAlg, Audience: s.ClientAssertionAudience}
+			Algorithm: s.ClientKeyAlg, Audience: s.ClientAssertionAudience, Clock: now}
 		if _, err := k.signer(); err != nil {
 			return nil, &SettingError{Setting: "CLIENT_KEY_FILE", Err: err}
 		}
 		return k, nil
 	})
-	registerClientAuth("client_secret_jwt", func(s Settings) (ClientAuth, error) {
+	registerClientAuth("client_secret_jwt", func(s Settings, now clock.Clock) (ClientAuth, error) {
 		if s.ClientID == "" || s.ClientSecret == "" {
 			return nil, settingErr("CLIENT_SECRET", "and CLIENT_ID are required with CLIENT_AUTH=client_secret_jwt")
 		}
-		return &ClientSecretJWT{ClientID: s.ClientID, Secret: s.ClientSecret, Audience: s.ClientAssertionAudience}, nil
+		return &ClientSecretJWT{ClientID: s.ClientID, Secret: s.ClientSecret, Audience: s.ClientAssertionAudience, Clock: now}, nil
 	})
 }
 

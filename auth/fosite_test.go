@@ -117,7 +117,7 @@ func TestPrivateKeyJWTAgainstFosite(t *testing.T) {
 			t.Log(logs.String())
 		}
 	}()
-	ca, err := newClientAuth(Settings{ClientID: "svc", ClientKeyFile: keyFile})
+	ca, err := newClientAuth(Settings{ClientID: "svc", ClientKeyFile: keyFile}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -83,9 +85,20 @@ func (g *OAuth2Grant) Fetch(ctx context.Context, prev Token) (Token, error) {
 	}
 	var refreshErr error
 	if prev.CanRefresh(now) {
+		origin := prev.Extra[seedField]
+		if g.RefreshToken != "" && prev.RefreshToken == g.RefreshToken {
+			origin = seedOf(g.RefreshToken)
+		}
 		tok, err := g.refresh(ctx, prev)
+		if err != nil && KindOf(err) == Rejected && g.newConfiguredRefreshToken(prev) {
+			// A refresh token put in the configuration (a new
+			// REFRESH_TOKEN_FILE, say) after the refused chain began: it was
+			// never presented, so it may be now.
+			origin = seedOf(g.RefreshToken)
+			tok, err = g.refresh(ctx, Token{RefreshToken: g.RefreshToken})
+		}
 		if err == nil {
-			return tok, nil
+			return withSeed(tok, origin), nil
 		}
 		if !g.hasPrimary() || KindOf(err) != Rejected {
 			return Token{}, err
@@ -104,6 +117,38 @@ func (g *OAuth2Grant) Fetch(ctx context.Context, prev Token) (Token, error) {
 		return Token{}, fmt.Errorf("refresh refused (%v), then: %w", refreshErr, err)
 	}
 	return tok, err
+}
+
+// seedField marks, in a token's Extra, the configured refresh token its
+// chain of refreshes began from (a digest, not the token), so that a new
+// configured one is told from one already presented and rotated away.
+const seedField = "authsidecar.refresh_seed"
+
+func seedOf(refreshToken string) string {
+	sum := sha256.Sum256([]byte("authsidecar refresh seed\x00" + refreshToken))
+	return hex.EncodeToString(sum[:8])
+}
+
+// newConfiguredRefreshToken reports whether the configured refresh token is
+// not the one prev's chain began from. A chain from before the mark existed
+// counts as new only once refused, which is when this is asked.
+func (g *OAuth2Grant) newConfiguredRefreshToken(prev Token) bool {
+	return g.RefreshToken != "" && prev.RefreshToken != g.RefreshToken && prev.Extra[seedField] != seedOf(g.RefreshToken)
+}
+
+// withSeed records which configured refresh token tok's chain began from
+// (origin; empty when none or not known).
+func withSeed(tok Token, origin string) Token {
+	if origin == "" || tok.RefreshToken == "" {
+		return tok
+	}
+	extra := make(map[string]string, len(tok.Extra)+1)
+	for k, v := range tok.Extra {
+		extra[k] = v
+	}
+	extra[seedField] = origin
+	tok.Extra = extra
+	return tok
 }
 
 // RotatesRefreshTokens implements Rotating: a grant that lives on its

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/authsidecar/authsidecar/internal/clock"
 	jose "github.com/go-jose/go-jose/v4"
 )
 
@@ -37,7 +38,7 @@ func readToken(setting, path string) (string, error) {
 
 // jwtBearerRequest is the RFC 7523 grant: the assertion in ASSERTION_FILE,
 // or one signed with CLIENT_KEY_FILE for ASSERTION_SUBJECT.
-func jwtBearerRequest(s Settings) (func() (TokenRequest, error), error) {
+func jwtBearerRequest(s Settings, now clock.Clock) (func() (TokenRequest, error), error) {
 	var sign *PrivateKeyJWT
 	switch {
 	case s.AssertionFile != "":
@@ -45,7 +46,7 @@ func jwtBearerRequest(s Settings) (func() (TokenRequest, error), error) {
 			return nil, err
 		}
 	case s.ClientKeyFile != "" && s.AssertionSubject != "":
-		sign = &PrivateKeyJWT{KeyFile: s.ClientKeyFile, KeyID: s.ClientKeyID, Algorithm: s.ClientKeyAlg}
+		sign = &PrivateKeyJWT{KeyFile: s.ClientKeyFile, KeyID: s.ClientKeyID, Algorithm: s.ClientKeyAlg, Clock: now}
 		if _, err := sign.signer(); err != nil {
 			return nil, &SettingError{Setting: "CLIENT_KEY_FILE", Err: err}
 		}

@@ -36,7 +36,7 @@ func TestEndpointDialects(t *testing.T) {
 					ClientID: "id:1", ClientSecret: "s%cr:t", BasicAuth: server.basic, JSONBody: server.json,
 					Grants: []string{"client_credentials"},
 				})
-				ca, err := newClientAuth(Settings{ClientID: "id:1", ClientSecret: "s%cr:t", ClientAuth: client.auth})
+				ca, err := newClientAuth(Settings{ClientID: "id:1", ClientSecret: "s%cr:t", ClientAuth: client.auth}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
