@@ -1,12 +1,15 @@
 package app
 
 import (
+	"maps"
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/authsidecar/authsidecar/internal/emulators"
 	"github.com/authsidecar/authsidecar/internal/fakeclock"
 	"github.com/authsidecar/authsidecar/internal/filestamp"
 )
@@ -100,5 +103,79 @@ func TestPreviousKeyFileOpensFromTheNextRead(t *testing.T) {
 	defer vendor.mu.Unlock()
 	if n := len(vendor.seen); n != 1 {
 		t.Fatalf("%d token requests; the second replica should have opened the first one's token", n)
+	}
+}
+
+// The sidecar's own secret files apply without a restart: a new
+// CLIENT_KEYS and ADMIN_TOKEN from the next call (the old ones refused), a
+// new TOKEN_ENCRYPTION_KEY seals from then on — a replica that knows only the
+// new key opens what is written after the swap — while the old key still
+// opens what was sealed before.
+func TestSidecarSecretFilesApplyToTheNextCall(t *testing.T) {
+	mr := miniredis.RunT(t)
+	clock := fakeclock.New(time.Now())
+	o := vendorOptions(clock)
+	o.AccessLifetime = time.Hour
+	veem := emulators.NewVeem(o)
+	veemURL := serve(t, veem)
+	vol := newSecretVolume(t, map[string]string{"keys": "caller-key-one-0123456789", "admin": "admin-token-one", "seal": testKey})
+	env := map[string]string{
+		"ROUTES": "veem", "VEEM_UPSTREAM_URL": veemURL, "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret,
+		"VEEM_REDIRECT_URL": "http://127.0.0.1:1/oauth/veem/callback", "VEEM_GRANT": "client_credentials",
+		"REDIS_URL":         "redis://" + mr.Addr(), "TOKEN_ENCRYPTION_KEY_FILE": vol.path("seal"),
+		"CLIENT_KEYS_FILE": vol.path("keys"), "ADMIN_TOKEN_FILE": vol.path("admin"),
+	}
+	a, side := sidecar(t, env, clock)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go a.watchSecretFiles(ctx, 10*time.Millisecond)
+
+	withKey := func(key string) int {
+		return call(t, "GET", side+"/veem/veem/v1.0/hello", nil, http.Header{"X-Authsidecar-Key": {key}}).status
+	}
+	startConsent := func(admin string) int {
+		req, _ := http.NewRequest("GET", side+"/oauth/veem/start", nil)
+		req.Header.Set("X-Authsidecar-Admin-Token", admin)
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if k, c := withKey("caller-key-one-0123456789"), startConsent("admin-token-one"); k != 200 || c != http.StatusFound {
+		t.Fatalf("the first key or admin token was refused: %d, %d", k, c)
+	}
+
+	vol.update(map[string]string{"keys": "caller-key-two-0123456789", "admin": "admin-token-two", "seal": otherTestKey})
+	waitFor(t, "the new client key", func() bool { return withKey("caller-key-two-0123456789") == 200 })
+	if got := withKey("caller-key-one-0123456789"); got != http.StatusUnauthorized {
+		t.Fatalf("the retired client key: %d", got)
+	}
+	if startConsent("admin-token-one") != http.StatusUnauthorized || startConsent("admin-token-two") != http.StatusFound {
+		t.Fatal("the admin token did not follow its file")
+	}
+
+	// A token written now is sealed with the new key: a replica that knows
+	// only that key uses it without asking the vendor.
+	clock.Advance(2 * time.Hour)
+	if withKey("caller-key-two-0123456789") != 200 {
+		t.Fatal("refresh after the key swap failed")
+	}
+	total := func() (n int) {
+		for _, c := range veem.Stats().TokenRequests {
+			n += c
+		}
+		return n
+	}
+	before := total()
+	env2 := maps.Clone(env)
+	delete(env2, "TOKEN_ENCRYPTION_KEY_FILE")
+	delete(env2, "CLIENT_KEYS_FILE")
+	env2["TOKEN_ENCRYPTION_KEY"] = otherTestKey
+	_, second := sidecar(t, env2, clock)
+	call(t, "GET", second+"/veem/veem/v1.0/hello", nil, nil).echo(t)
+	if after := total(); after != before {
+		t.Fatalf("the replica with the new key asked for a token (%d -> %d): it could not open the stored one", before, after)
 	}
 }
