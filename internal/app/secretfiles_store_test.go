@@ -1,8 +1,8 @@
 package app
 
 import (
-	"maps"
 	"context"
+	"maps"
 	"net/http"
 	"testing"
 	"time"
@@ -122,7 +122,7 @@ func TestSidecarSecretFilesApplyToTheNextCall(t *testing.T) {
 	env := map[string]string{
 		"ROUTES": "veem", "VEEM_UPSTREAM_URL": veemURL, "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret,
 		"VEEM_REDIRECT_URL": "http://127.0.0.1:1/oauth/veem/callback", "VEEM_GRANT": "client_credentials",
-		"REDIS_URL":         "redis://" + mr.Addr(), "TOKEN_ENCRYPTION_KEY_FILE": vol.path("seal"),
+		"REDIS_URL": "redis://" + mr.Addr(), "TOKEN_ENCRYPTION_KEY_FILE": vol.path("seal"),
 		"CLIENT_KEYS_FILE": vol.path("keys"), "ADMIN_TOKEN_FILE": vol.path("admin"),
 	}
 	a, side := sidecar(t, env, clock)
