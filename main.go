@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,7 +70,13 @@ Usage:
                              front of them, and print curl commands to try
   authsidecar login ROUTE    give consent for ROUTE from a terminal (authorization code)
   authsidecar token ROUTE    print a current access token of ROUTE
-  authsidecar revoke ROUTE   revoke ROUTE's token at the vendor
+  authsidecar revoke ROUTE [--account NAME]
+                             revoke ROUTE's token (or an account's) at the vendor
+  authsidecar accounts list ROUTE
+                             list ROUTE's vendor accounts
+  authsidecar accounts add ROUTE NAME [--access-token] < token
+                             add an account from a refresh token (or an access
+                             token) read from standard input
   authsidecar healthcheck [live]
                              exit 0 if the sidecar on LISTEN_ADDR is ready (or, with
                              live, alive), else 1: for container health checks and
@@ -98,12 +106,30 @@ func run(args []string) error {
 		return demo()
 	case "injector":
 		return runInjector(args[1:])
-	case "login", "token", "revoke":
+	case "revoke":
+		if len(args) == 4 && args[2] == "--account" {
+			return operate(cmd, args[1], args[3])
+		}
+		if len(args) != 2 {
+			fmt.Fprint(os.Stderr, usage)
+			return fmt.Errorf("revoke needs a route name (and --account NAME for one of its accounts)")
+		}
+		return operate(cmd, args[1])
+	case "login", "token":
 		if len(args) != 2 {
 			fmt.Fprint(os.Stderr, usage)
 			return fmt.Errorf("%s needs a route name", cmd)
 		}
 		return operate(cmd, args[1])
+	case "accounts":
+		switch {
+		case len(args) == 3 && args[1] == "list":
+			return operate("accounts-list", args[2])
+		case (len(args) == 4 || len(args) == 5 && args[4] == "--access-token") && args[1] == "add":
+			return operate("accounts-add", args[2], args[3:]...)
+		}
+		fmt.Fprint(os.Stderr, usage)
+		return errors.New("accounts: use accounts list ROUTE, or accounts add ROUTE NAME [--access-token] < token")
 	case "healthcheck":
 		path := "/readyz"
 		if len(args) > 1 && args[1] == "live" {
@@ -182,7 +208,7 @@ func runInjector(args []string) error {
 
 // operate runs an operator's command against a route, configured as the
 // sidecar is. Logs go to stderr at warn level, so stdout holds the answer.
-func operate(cmd, route string) error {
+func operate(cmd, route string, more ...string) error {
 	cfg, err := config.Load()
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -208,9 +234,38 @@ func operate(cmd, route string) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*cfg.TokenTimeout)
 		defer cancel()
 		return a.PrintToken(ctx, route, os.Stdout)
+	case "accounts-list":
+		return a.ListAccounts(ctx, route, os.Stdout)
+	case "accounts-add":
+		if cfg.RedisURL == "" && cfg.TokenStorePath == "" {
+			return errors.New("accounts live in the token store, which this process would forget: set REDIS_URL or TOKEN_STORE_PATH as the sidecar has them")
+		}
+		// The token comes from standard input, never an argument, which
+		// the process list and shell history would show.
+		raw, err := io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
+		if err != nil {
+			return fmt.Errorf("reading the token from standard input: %w", err)
+		}
+		if err := a.AddAccount(ctx, route, more[0], strings.TrimSpace(string(raw)), len(more) > 1); err != nil {
+			return err
+		}
+		fmt.Printf("Added account %s to route %s.\n", more[0], route)
+		return nil
 	default:
 		ctx, cancel := context.WithTimeout(ctx, 2*cfg.TokenTimeout)
 		defer cancel()
+		if len(more) == 1 {
+			revoked, err := a.RevokeAccount(ctx, route, more[0])
+			if err != nil {
+				return err
+			}
+			if !revoked {
+				fmt.Printf("Removed account %s of route %s; not revoked at the vendor (set %sREVOKE_URL).\n", more[0], route, config.RoutePrefix(route))
+				return nil
+			}
+			fmt.Printf("Revoked and removed account %s of route %s.\n", more[0], route)
+			return nil
+		}
 		if err := a.Revoke(ctx, route); err != nil {
 			return err
 		}

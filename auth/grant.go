@@ -235,6 +235,9 @@ type Exchanger interface {
 }
 
 // Revoker is a grant that can revoke a token at the vendor.
+// ErrNoRevocation says a route has nowhere to send revocations.
+var ErrNoRevocation = errors.New("no revoke URL configured (set the route's REVOKE_URL)")
+
 type Revoker interface {
 	Revoke(ctx context.Context, tok Token) error
 }
@@ -243,7 +246,7 @@ type Revoker interface {
 // one, the access token) to RevokeURL.
 func (g *OAuth2Grant) Revoke(ctx context.Context, tok Token) error {
 	if g.RevokeURL == "" {
-		return errors.New("no revoke URL configured (set the route's REVOKE_URL)")
+		return ErrNoRevocation
 	}
 	token, hint := tok.RefreshToken, "refresh_token"
 	if token == "" {

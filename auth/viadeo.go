@@ -105,7 +105,7 @@ func (g *viadeoGrant) Exchange(ctx context.Context, code, redirectURL string) (T
 // parameters go in the query string.
 func (g *viadeoGrant) Revoke(ctx context.Context, tok Token) error {
 	if g.revokeURL == "" {
-		return errors.New("no revoke URL configured")
+		return ErrNoRevocation
 	}
 	ep := g.exchange.Endpoint
 	u, err := url.Parse(g.revokeURL)

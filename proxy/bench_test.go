@@ -72,7 +72,7 @@ func BenchmarkCall(b *testing.B) {
 		b.Run(name+"/sidecar", func(b *testing.B) {
 			up, _ := url.Parse(benchmarkUpstream(b).URL)
 			keeper := newKeeper("api", auth.StaticGrant{AccessToken: "t"}, 0, nil, 0)
-			h := newHandler(b, []Route{{Name: "api", Upstream: up, Tokens: keeper}}, EngineOptions{MaxReplayBytes: 1 << 20}, Options{})
+			h := newHandler(b, []Route{{Name: "api", Upstream: up, Tokens: keeperTokens{keeper}}}, EngineOptions{MaxReplayBytes: 1 << 20}, Options{})
 			side := httptest.NewServer(h)
 			b.Cleanup(side.Close)
 			runCalls(b, side.URL+"/api/v1/items", payload)

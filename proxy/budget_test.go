@@ -47,7 +47,7 @@ func TestReplayBuffersStayWithinTheBudget(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	keeper := newKeeper("vendor", &rotatingStatic{}, time.Second, nil, 0)
-	h := newHandler(t, []Route{{Name: "vendor", Upstream: u, Tokens: keeper}},
+	h := newHandler(t, []Route{{Name: "vendor", Upstream: u, Tokens: keeperTokens{keeper}}},
 		EngineOptions{MaxReplayBytes: body, ReplayBudgetBytes: 4 * (body + 1)}, Options{})
 	side := httptest.NewServer(h)
 	defer side.Close()

@@ -80,6 +80,12 @@ func (e *Engine) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 func (e *Engine) tokenError(w http.ResponseWriter, route string, err error) {
 	body := errorBody{Route: route, Message: err.Error()}
 	status := http.StatusBadGateway
+	var unknown *auth.UnknownAccountError
+	if errors.As(err, &unknown) {
+		body.Error = "unknown_account"
+		writeJSON(w, http.StatusNotFound, body)
+		return
+	}
 	switch auth.KindOf(err) {
 	case auth.Rejected:
 		body.Error = "token_rejected"

@@ -103,6 +103,7 @@ func (e *Engine) Forwarder(r Route) (*Forwarder, error) {
 			// The caller's own credentials never reach the vendor.
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Del(ClientKeyHeader)
+			pr.Out.Header.Del(AccountHeader)
 			// The caller's trailers come after its body: the server fills
 			// the inbound request's map then, so the outbound one must be
 			// that map, not the copy Clone took before.

@@ -226,6 +226,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
 		return
 	}
+	account, asked, err := accountOf(r)
+	if err != nil {
+		refuseBody(w, r)
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_account", Route: name, Message: err.Error()})
+		return
+	}
+	if asked {
+		r = r.WithContext(WithAccount(r.Context(), account))
+	}
 	target, err := upstreamURL(rt.upstream, confined, r.URL.RawQuery)
 	if err != nil {
 		refuseBody(w, r)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -58,4 +59,12 @@ func newKeeperWith(route string, grant auth.Grant, cfg auth.KeeperConfig) *auth.
 	cfg.Route = route
 	cfg.Source = auth.NewFleet(auth.FleetConfig{Route: route, Grant: grant, Logger: cfg.Logger})
 	return auth.NewKeeper(cfg)
+}
+
+// keeperTokens serves one keeper's token to every call, as a route without
+// accounts does.
+type keeperTokens struct{ *auth.Keeper }
+
+func (k keeperTokens) Invalidate(_ context.Context, accessToken string) {
+	k.Keeper.Invalidate(accessToken)
 }

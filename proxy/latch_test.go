@@ -37,7 +37,7 @@ func TestOne401DoesNotLatchAStaticToken(t *testing.T) {
 	u, _ := url.Parse(up.URL)
 	grant := &countingGrant{Grant: auth.StaticGrant{AccessToken: "static-pat"}}
 	keeper := newKeeper("vendor", grant, time.Second, nil, 0)
-	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: u, Tokens: keeper}}, EngineOptions{MaxReplayBytes: 1 << 20}, Options{}))
+	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: u, Tokens: keeperTokens{keeper}}}, EngineOptions{MaxReplayBytes: 1 << 20}, Options{}))
 	defer side.Close()
 
 	for i := range 200 {

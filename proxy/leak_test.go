@@ -26,7 +26,7 @@ func queryRoute(t *testing.T, upstream string, refused func(int, []byte) bool) *
 		t.Fatal(err)
 	}
 	keeper := newKeeper("vendor", auth.StaticGrant{AccessToken: queryToken}, time.Second, nil, 0)
-	h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeper, Inject: Injection{QueryParam: "access_token"}, Refused: refused}},
+	h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeperTokens{keeper}, Inject: Injection{QueryParam: "access_token"}, Refused: refused}},
 		EngineOptions{MaxReplayBytes: 1 << 20}, Options{})
 	side := httptest.NewServer(h)
 	t.Cleanup(side.Close)

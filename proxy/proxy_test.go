@@ -81,7 +81,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: f.keeper, Inject: Injection{QueryParam: o.queryParam}}},
+	h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeperTokens{f.keeper}, Inject: Injection{QueryParam: o.queryParam}}},
 		EngineOptions{MaxReplayBytes: o.maxReplay, Logger: log}, Options{Logger: log})
 	f.sidecar = httptest.NewServer(h)
 	t.Cleanup(f.sidecar.Close)
@@ -536,7 +536,7 @@ func TestProxyForwardedHeadersOnlyWhenConfigured(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		f := newFixture(t, fixtureOptions{})
 		up, _ := url.Parse(f.vendor.URL)
-		h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: f.keeper}}, EngineOptions{ForwardedHeaders: on}, Options{})
+		h := newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeperTokens{f.keeper}}}, EngineOptions{ForwardedHeaders: on}, Options{})
 		side := httptest.NewServer(h)
 		resp, err := http.Get(side.URL + "/vendor/x")
 		if err != nil {

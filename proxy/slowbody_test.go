@@ -22,7 +22,7 @@ import (
 func TestRefusedCallersCannotHoldConnectionsWithTheirBody(t *testing.T) {
 	up, _ := url.Parse("http://127.0.0.1:1")
 	keeper := newKeeper("vendor", auth.StaticGrant{AccessToken: "t"}, time.Second, nil, 0)
-	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeper}},
+	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeperTokens{keeper}}},
 		EngineOptions{MaxReplayBytes: 1 << 20}, Options{ClientKeys: []string{"a-client-key-of-16+"}}))
 	defer side.Close()
 
@@ -63,7 +63,7 @@ func TestStalledUploadsEnd(t *testing.T) {
 	defer upstream.Close()
 	up, _ := url.Parse(upstream.URL)
 	keeper := newKeeper("vendor", auth.StaticGrant{AccessToken: "t"}, time.Second, nil, 0)
-	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeper}},
+	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeperTokens{keeper}}},
 		EngineOptions{MaxReplayBytes: 1 << 20}, Options{BodyIdleTimeout: 200 * time.Millisecond}))
 	defer side.Close()
 

@@ -43,7 +43,7 @@ func sidecarTo(t *testing.T, upstream string, o Options) (*httptest.Server, *log
 	log, logs := logtest.New()
 	o.Logger = log
 	keeper := newKeeper("vendor", auth.StaticGrant{AccessToken: "t"}, time.Second, nil, 0)
-	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeper}}, EngineOptions{MaxReplayBytes: 1 << 20, Logger: log}, o))
+	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeperTokens{keeper}}}, EngineOptions{MaxReplayBytes: 1 << 20, Logger: log}, o))
 	t.Cleanup(side.Close)
 	return side, logs
 }

@@ -16,8 +16,9 @@ import (
 // TokenSource is what the proxy needs of a route's keeper.
 type TokenSource interface {
 	Token(ctx context.Context) (auth.Token, error)
-	// Invalidate drops accessToken if it is still the one held.
-	Invalidate(accessToken string)
+	// Invalidate drops accessToken if it is still the one held for the
+	// call ctx belongs to.
+	Invalidate(ctx context.Context, accessToken string)
 }
 
 // Injection says where the token goes on the way out.
@@ -102,7 +103,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	// 401: the token we sent is no good, whatever its expiry said.
-	t.tokens.Invalidate(tok.AccessToken)
+	t.tokens.Invalidate(req.Context(), tok.AccessToken)
 	if !replayable {
 		// The body has been streamed away; this caller gets the 401, the
 		// next gets a fresh token.

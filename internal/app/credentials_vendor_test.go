@@ -46,11 +46,14 @@ type credVendor struct {
 	jtis    map[string]bool
 	refused []string
 	n       int
+	// family names the configured refresh token each issued token descends
+	// from, so the API can say whose token it saw.
+	family map[string]string
 }
 
 func newCredVendor(t *testing.T, clock *fakeclock.Clock) (*credVendor, string) {
 	v := &credVendor{clock: clock, valid: map[string]bool{},
-		access: map[string]time.Time{}, refresh: map[string]bool{}, jtis: map[string]bool{}}
+		access: map[string]time.Time{}, refresh: map[string]bool{}, jtis: map[string]bool{}, family: map[string]string{}}
 	srv := serve(t, v)
 	v.tokenURL = srv + "/token"
 	return v, srv
@@ -75,11 +78,16 @@ func (v *credVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if r.URL.Path != "/token" {
-		if exp, ok := v.access[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]; !ok || !v.clock.Now().Before(exp) {
+		at := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if exp, ok := v.access[at]; !ok || !v.clock.Now().Before(exp) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		w.Write([]byte("ok"))
+		if len(r.Header.Values("X-Authsidecar-Account")) != 0 {
+			w.WriteHeader(http.StatusBadRequest) // the sidecar's own header reached the vendor
+			return
+		}
+		w.Write([]byte("ok " + v.family[at]))
 		return
 	}
 	refuse := func(status int, code, why string) {
@@ -102,7 +110,7 @@ func (v *credVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusUnauthorized, "invalid_client", fmt.Sprintf("%s: %v", client, err))
 		return
 	}
-	var grant string
+	var grant, family string
 	switch gt := p.Get("grant_type"); gt {
 	case "refresh_token":
 		rt := p.Get("refresh_token")
@@ -113,8 +121,9 @@ func (v *credVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		delete(v.refresh, rt)
 		delete(v.valid, rt) // single use, configured ones too
 		grant = "refresh"
+		family = v.family[rt]
 		if strings.HasPrefix(rt, "seed-") {
-			grant = rt
+			grant, family = rt, rt
 		}
 	case v.grantType:
 		if grant, err = v.grant(v, p); err != nil || !v.valid[grant] {
@@ -128,11 +137,13 @@ func (v *credVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v.n++
 	at := fmt.Sprintf("at-%d", v.n)
 	v.access[at] = v.clock.Now().Add(time.Hour)
+	v.family[at] = family
 	v.used = append(v.used, client+" "+grant)
 	answer := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": 3600}
 	if v.grantType == "password" || v.grantType == "refresh_token" {
 		rt := fmt.Sprintf("rt-%d", v.n)
 		v.refresh[rt] = true
+		v.family[rt] = family
 		answer["refresh_token"] = rt
 	}
 	w.Header().Set("Content-Type", "application/json")

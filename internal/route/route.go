@@ -33,6 +33,8 @@ type Route struct {
 	GrantType auth.GrantType
 	Grant     auth.Grant
 	Keeper    *auth.Keeper
+	// Accounts are the route's vendor accounts besides its own (Keeper).
+	Accounts  *Accounts
 	Forwarder *proxy.Forwarder
 	// Consent is the route's consent flow; nil when it has none.
 	Consent  *consent.Route
@@ -106,24 +108,10 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		}
 		return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 	}
-	fleet := auth.NewFleet(auth.FleetConfig{
-		Route: rc.Name, Grant: built.Grant,
-		Store: d.Store, Locker: d.Store,
-		Key: built.StoreKey, LegacyKey: built.LegacyStoreKey,
-		Margin: d.RefreshMargin,
-		// The lock outlives a token call, so it is not lost mid-refresh,
-		// yet bounds how long a crashed holder blocks the fleet.
-		LockTTL: d.TokenTimeout + 5*time.Second,
-		Clock:   d.Clock, Logger: d.Logger, Observer: d.Observer,
-		Recovery: d.Recovery, StoreLost: d.StoreLost,
-	})
-	keeper := auth.NewKeeper(auth.KeeperConfig{
-		Route: rc.Name, Source: fleet,
-		Timeout: d.TokenTimeout, Margin: d.RefreshMargin,
-		Clock: d.Clock, Logger: d.Logger, Observer: d.Observer,
-	})
+	keeper := newKeeper(rc.Name, built.Grant, built.StoreKey, built.LegacyStoreKey, d)
 	r := &Route{Name: rc.Name, Prefix: rc.Prefix, Preset: rc.Preset, GrantType: built.GrantType,
 		Grant: built.Grant, Keeper: keeper, Upstream: built.Upstream}
+	r.Accounts = newAccounts(r, built.StoreKey, settings.ConsentPath, d)
 	if settings.RedirectURL != "" {
 		if r.Consent, err = consent.NewRoute(rc.Name, rc.Prefix, settings, built.Grant, keeper); err != nil {
 			return nil, err
@@ -132,7 +120,7 @@ func New(rc config.Route, d Deps) (*Route, error) {
 	r.Forwarder, err = d.Engine.Forwarder(proxy.Route{
 		Name:      rc.Name,
 		Upstream:  built.Upstream,
-		Tokens:    keeper,
+		Tokens:    r.Accounts,
 		Inject:    proxy.Injection{QueryParam: built.QueryParam},
 		Refused:   built.Refused,
 		Transport: upstream,
@@ -141,4 +129,25 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// newKeeper is the keeper of one token: on its fleet's lock and store key,
+// so that every replica refreshes it once.
+func newKeeper(route string, grant auth.Grant, key, legacyKey string, d Deps) *auth.Keeper {
+	fleet := auth.NewFleet(auth.FleetConfig{
+		Route: route, Grant: grant,
+		Store: d.Store, Locker: d.Store,
+		Key: key, LegacyKey: legacyKey,
+		Margin: d.RefreshMargin,
+		// The lock outlives a token call, so it is not lost mid-refresh,
+		// yet bounds how long a crashed holder blocks the fleet.
+		LockTTL: d.TokenTimeout + 5*time.Second,
+		Clock:   d.Clock, Logger: d.Logger, Observer: d.Observer,
+		Recovery: d.Recovery, StoreLost: d.StoreLost,
+	})
+	return auth.NewKeeper(auth.KeeperConfig{
+		Route: route, Source: fleet,
+		Timeout: d.TokenTimeout, Margin: d.RefreshMargin,
+		Clock: d.Clock, Logger: d.Logger, Observer: d.Observer,
+	})
 }

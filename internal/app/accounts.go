@@ -1,0 +1,76 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/authsidecar/authsidecar/auth"
+)
+
+// AddAccount imports account name on route with an operator's token: a
+// refresh token, or with accessOnly an access token (served until it is
+// refused, then the account needs consent).
+func (a *App) AddAccount(ctx context.Context, route, name, token string, accessOnly bool) error {
+	rt, ok := a.routes.Get(route)
+	if !ok {
+		return a.routes.Unknown(route)
+	}
+	if !auth.ValidAccount(name) {
+		return fmt.Errorf("account %q: names are 1-64 characters of letters, digits and . _ @ -", name)
+	}
+	if token == "" {
+		return fmt.Errorf("account %s: no token on standard input", name)
+	}
+	tok := auth.Token{RefreshToken: token}
+	if accessOnly {
+		tok = auth.Token{AccessToken: token}
+	} else {
+		// An expired access token makes the first call refresh.
+		tok.Expiry = a.clock.Now().Add(-1)
+	}
+	return rt.Accounts.Add(ctx, name, tok)
+}
+
+// ListAccounts writes route's accounts, one per line.
+func (a *App) ListAccounts(ctx context.Context, route string, out io.Writer) error {
+	rt, ok := a.routes.Get(route)
+	if !ok {
+		return a.routes.Unknown(route)
+	}
+	names, err := rt.Accounts.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		fmt.Fprintln(out, n)
+	}
+	return nil
+}
+
+// RevokeAccount revokes account name's token at the vendor and removes the
+// account. revoked is false when the route has no revocation endpoint: the
+// account is removed all the same, and the vendor still honours its grant.
+func (a *App) RevokeAccount(ctx context.Context, route, name string) (revoked bool, err error) {
+	rt, ok := a.routes.Get(route)
+	if !ok {
+		return false, a.routes.Unknown(route)
+	}
+	k, err := rt.Accounts.Keeper(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if revoker, ok := rt.Grant.(auth.Revoker); ok {
+		if tok, err := k.Token(ctx); err == nil {
+			err = revoker.Revoke(ctx, tok)
+			switch {
+			case err == nil:
+				revoked = true
+			case !errors.Is(err, auth.ErrNoRevocation):
+				return false, fmt.Errorf("route %s, account %s: %w", route, name, err)
+			}
+		}
+	}
+	return revoked, rt.Accounts.Remove(ctx, name)
+}
