@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,8 +18,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,39 +147,69 @@ func TestMutualTLSWithCertificateBoundTokens(t *testing.T) {
 		w.Write([]byte("ok"))
 	}))
 
+	// Each call a new connection, as connections are renewed over time:
+	// a new one presents what the files hold then.
+	api.Config.SetKeepAlivesEnabled(false)
+	tokens.Config.SetKeepAlivesEnabled(false)
+
 	dir := t.TempDir()
 	first := ca.issue(t, "svc", false)
 	writePair(t, dir, first)
 	os.WriteFile(filepath.Join(dir, "ca.crt"), ca.pem, 0o600)
+	clock := fakeclock.New(time.Now())
 	_, side := sidecar(t, map[string]string{
 		"ROUTES": "api", "API_UPSTREAM_URL": api.URL, "API_TOKEN_URL": tokens.URL + "/token",
 		"API_CLIENT_ID": "svc", "API_CLIENT_AUTH": "tls_client_auth",
 		"API_TLS_CERT_FILE": filepath.Join(dir, "client.crt"), "API_TLS_KEY_FILE": filepath.Join(dir, "client.key"),
 		"API_TLS_CA_FILE": filepath.Join(dir, "ca.crt"),
-	}, fakeclock.New(time.Now()))
+	}, clock)
 
 	for range 5 {
 		if a := call(t, "GET", side+"/api/x", nil, nil); a.status != 200 {
 			t.Fatalf("with the first certificate: %d %s", a.status, a.body)
 		}
 	}
+	// Callers keep calling while the certificate rotates: none fails.
+	var failed atomic.Int32
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	var load sync.WaitGroup
+	for range 4 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for loadCtx.Err() == nil {
+				resp, err := http.Get(side + "/api/x")
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
 	second := ca.issue(t, "svc", false)
 	writePair(t, dir, second)
-	// Servers close their connections, as they do over time: new ones
-	// present what the files hold now.
-	api.CloseClientConnections()
-	tokens.CloseClientConnections()
 	time.Sleep(1100 * time.Millisecond) // one look at the files
-	api.CloseClientConnections()
-	tokens.CloseClientConnections()
 	for range 5 {
 		if a := call(t, "GET", side+"/api/x", nil, nil); a.status != 200 {
 			t.Fatalf("after the rotation: %d %s", a.status, a.body)
 		}
 	}
+	stopLoad()
+	load.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d calls failed while the certificate rotated", n)
+	}
+	// At expiry, the token is refreshed with the current certificate.
+	clock.Advance(2 * time.Hour)
+	if a := call(t, "GET", side+"/api/x", nil, nil); a.status != 200 {
+		t.Fatalf("after expiry: %d %s", a.status, a.body)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(issuedTo) != 2 || issuedTo[0] != thumbprintOf(first.Certificate[0]) || issuedTo[1] != thumbprintOf(second.Certificate[0]) {
-		t.Fatalf("tokens issued to %v; want one per certificate, in order", issuedTo)
+	want := []string{thumbprintOf(first.Certificate[0]), thumbprintOf(second.Certificate[0]), thumbprintOf(second.Certificate[0])}
+	if !slices.Equal(issuedTo, want) {
+		t.Fatalf("tokens issued to %v; want %v: one per certificate, in order, then one at expiry", issuedTo, want)
 	}
 }
