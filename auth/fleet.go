@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -105,7 +103,7 @@ func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok To
 		tok, err := f.cfg.Grant.Fetch(ctx, prev)
 		return tok, false, err
 	}
-	owner := lockOwner()
+	owner := cache.NewLockOwner()
 	for {
 		stored, err := f.load(ctx)
 		switch {
@@ -175,12 +173,6 @@ func newer(held, stored Token) Token {
 
 func (f *Fleet) lockKey() string { return "lock:" + f.cfg.Key }
 
-func lockOwner() string {
-	b := make([]byte, 12)
-	crand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // adoptable reports whether a stored token can be served instead of
 // refreshing: valid, not the one the upstream refused, not due.
 func (f *Fleet) adoptable(t Token, rejected string) bool {
@@ -190,10 +182,7 @@ func (f *Fleet) adoptable(t Token, rejected string) bool {
 
 func (f *Fleet) obtainHoldingLock(ctx context.Context, owner string, prev Token, rejected string) (Token, bool, error) {
 	unlock := func() {
-		// Released even when ctx is done; the TTL covers a failure here.
-		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if _, err := f.cfg.Locker.Unlock(unlockCtx, f.lockKey(), owner); err != nil {
+		if err := cache.Release(f.cfg.Locker, f.lockKey(), owner); err != nil {
 			f.log.Warn("releasing the refresh lock failed; it expires by itself", zap.Error(err))
 		}
 	}

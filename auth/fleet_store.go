@@ -41,26 +41,14 @@ func (f *Fleet) saveNewest(ctx context.Context, held Token) error {
 // underLock runs fn holding the fleet's lock, waiting for a sibling that
 // holds it.
 func (f *Fleet) underLock(ctx context.Context, fn func() error) error {
-	owner := lockOwner()
-	for {
-		err := f.cfg.Locker.TryLock(ctx, f.lockKey(), owner, f.cfg.LockTTL)
-		if err == nil {
-			break
+	owner := cache.NewLockOwner()
+	if err := cache.Acquire(ctx, f.cfg.Locker, f.lockKey(), owner, f.cfg.LockTTL, lockPollInterval); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for another replica's refresh: %w", err)
 		}
-		if !errors.Is(err, cache.ErrLocked) {
-			return fmt.Errorf("taking the refresh lock: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for another replica's refresh: %w", ctx.Err())
-		case <-time.After(lockPollInterval):
-		}
+		return fmt.Errorf("taking the refresh lock: %w", err)
 	}
-	defer func() {
-		unlockCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, _ = f.cfg.Locker.Unlock(unlockCtx, f.lockKey(), owner)
-	}()
+	defer func() { _ = cache.Release(f.cfg.Locker, f.lockKey(), owner) }()
 	return fn()
 }
 

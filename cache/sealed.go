@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,38 +49,45 @@ const sealVersion = 1
 // NewSealer returns a Sealer that seals with current and opens with current
 // or any of previous, so a key can be rotated without losing what is stored.
 func NewSealer(current []byte, previous ...[]byte) (*Sealer, error) {
-	s := &Sealer{}
 	var keys []sealKey
 	for i, k := range append([][]byte{current}, previous...) {
-		if len(k) != KeySize {
-			return nil, fmt.Errorf("sealing key %d is %d bytes, want %d", i, len(k), KeySize)
-		}
-		block, err := aes.NewCipher(k)
+		sk, err := newSealKey(k)
 		if err != nil {
 			return nil, fmt.Errorf("sealing key %d: %w", i, err)
 		}
-		aead, err := cipher.NewGCM(block)
-		if err != nil {
-			return nil, fmt.Errorf("sealing key %d: %w", i, err)
-		}
-		keys = append(keys, sealKey{id: keyID(k), aead: aead})
+		keys = append(keys, sk)
 	}
+	s := &Sealer{}
 	s.keys.Store(&keys)
 	return s, nil
+}
+
+func newSealKey(k []byte) (sealKey, error) {
+	if len(k) != KeySize {
+		return sealKey{}, fmt.Errorf("is %d bytes, want %d", len(k), KeySize)
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return sealKey{}, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return sealKey{}, err
+	}
+	return sealKey{id: keyID(k), aead: aead}, nil
 }
 
 // Rotate makes key the one values are sealed with from now on (a new
 // TOKEN_ENCRYPTION_KEY file); the keys that opened values still open them.
 func (s *Sealer) Rotate(key []byte) error {
-	fresh, err := NewSealer(key)
+	k, err := newSealKey(key)
 	if err != nil {
-		return err
+		return fmt.Errorf("sealing key: %w", err)
 	}
-	old := *s.keys.Load()
-	keys := []sealKey{(*fresh.keys.Load())[0]}
-	for _, k := range old {
-		if k.id != keys[0].id {
-			keys = append(keys, k)
+	keys := []sealKey{k}
+	for _, old := range *s.keys.Load() {
+		if old.id != k.id {
+			keys = append(keys, old)
 		}
 	}
 	s.keys.Store(&keys)
@@ -91,18 +99,15 @@ func (s *Sealer) Rotate(key []byte) error {
 // sidecar runs, so no stored value stops opening; a key no longer
 // configured is dropped at the next start.
 func (s *Sealer) Accept(key []byte) error {
-	fresh, err := NewSealer(key)
+	k, err := newSealKey(key)
 	if err != nil {
-		return err
+		return fmt.Errorf("sealing key: %w", err)
 	}
-	k := (*fresh.keys.Load())[0]
-	keys := append([]sealKey(nil), *s.keys.Load()...)
-	for _, have := range keys {
-		if have.id == k.id {
-			return nil
-		}
+	old := *s.keys.Load()
+	if slices.ContainsFunc(old, func(have sealKey) bool { return have.id == k.id }) {
+		return nil
 	}
-	keys = append(keys, k)
+	keys := append(slices.Clone(old), k)
 	s.keys.Store(&keys)
 	return nil
 }

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,28 +193,7 @@ func testCredentialRotation(t *testing.T, i int) {
 	mustCall("401 replayed", 3)
 
 	// The rotation, under load.
-	var failed atomic.Int32
-	var firstFailure atomic.Value
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var load sync.WaitGroup
-	for range 4 {
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			for loadCtx.Err() == nil {
-				resp, err := http.Get(side + "/api/x")
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					firstFailure.CompareAndSwap(nil, resp.Status)
-				}
-			}
-		}()
-	}
+	stopLoad := startLoad(side + "/api/x")
 	time.Sleep(50 * time.Millisecond)
 	vendor.setValid(c.new, true)
 	before, _ := a.routes.Get("api")
@@ -241,10 +218,8 @@ func testCredentialRotation(t *testing.T, i int) {
 	})
 	vendor.setValid(c.old, false)
 	time.Sleep(50 * time.Millisecond)
-	stopLoad()
-	load.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d calls failed during the rotation (first: %v; vendor refused: %v)", n, firstFailure.Load(), vendor.refused)
+	if n, first := stopLoad(); n != 0 {
+		t.Fatalf("%d calls failed during the rotation (first: %s; vendor refused: %v)", n, first, vendor.refused)
 	}
 
 	// With the old credential retired, the next token is the new one's —

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,7 +20,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,24 +168,7 @@ func TestMutualTLSWithCertificateBoundTokens(t *testing.T) {
 		}
 	}
 	// Callers keep calling while the certificate rotates: none fails.
-	var failed atomic.Int32
-	loadCtx, stopLoad := context.WithCancel(context.Background())
-	var load sync.WaitGroup
-	for range 4 {
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			for loadCtx.Err() == nil {
-				resp, err := http.Get(side + "/api/x")
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-				if err == nil {
-					resp.Body.Close()
-				}
-			}
-		}()
-	}
+	stopLoad := startLoad(side + "/api/x")
 	second := ca.issue(t, "svc", false)
 	writePair(t, dir, second)
 	time.Sleep(1100 * time.Millisecond) // one look at the files
@@ -196,10 +177,8 @@ func TestMutualTLSWithCertificateBoundTokens(t *testing.T) {
 			t.Fatalf("after the rotation: %d %s", a.status, a.body)
 		}
 	}
-	stopLoad()
-	load.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d calls failed while the certificate rotated", n)
+	if n, first := stopLoad(); n != 0 {
+		t.Fatalf("%d calls failed while the certificate rotated (first: %s)", n, first)
 	}
 	// At expiry, the token is refreshed with the current certificate.
 	clock.Advance(2 * time.Hour)

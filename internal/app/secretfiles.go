@@ -100,34 +100,25 @@ func (a *App) applySecret(ctx context.Context, f config.SecretFile, value string
 	}
 	switch f.Setting {
 	case "CLIENT_KEYS":
-		var keys []string
-		for i, k := range strings.Split(value, ",") {
-			if k = strings.TrimSpace(k); len(k) < 16 {
-				return fmt.Errorf("CLIENT_KEYS_FILE: key %d is shorter than 16 characters", i+1)
-			}
-			keys = append(keys, k)
+		keys, err := config.ClientKeys(strings.Split(value, ","))
+		if err != nil {
+			return fmt.Errorf("CLIENT_KEYS_FILE: %w", err)
 		}
 		a.handler.SetClientKeys(keys)
 	case "ADMIN_TOKEN":
 		a.consent.SetAdminToken(value)
-	case "TOKEN_ENCRYPTION_KEY":
+	case "TOKEN_ENCRYPTION_KEY", "TOKEN_ENCRYPTION_KEY_PREVIOUS":
 		if a.sealer == nil {
 			return nil
 		}
 		key, err := cache.ParseKey(value)
 		if err != nil {
-			return fmt.Errorf("TOKEN_ENCRYPTION_KEY_FILE: %w", err)
+			return fmt.Errorf("%s_FILE: %w", f.Variable, err)
+		}
+		if f.Setting == "TOKEN_ENCRYPTION_KEY_PREVIOUS" {
+			return a.sealer.Accept(key)
 		}
 		return a.sealer.Rotate(key)
-	case "TOKEN_ENCRYPTION_KEY_PREVIOUS":
-		if a.sealer == nil {
-			return nil
-		}
-		key, err := cache.ParseKey(value)
-		if err != nil {
-			return fmt.Errorf("TOKEN_ENCRYPTION_KEY_PREVIOUS_FILE: %w", err)
-		}
-		return a.sealer.Accept(key)
 	case "REDIS_URL":
 		return a.moveRedis(ctx, value)
 	default:

@@ -109,8 +109,8 @@ func TestPreviousKeyFileOpensFromTheNextRead(t *testing.T) {
 // The sidecar's own secret files apply without a restart: a new
 // CLIENT_KEYS and ADMIN_TOKEN from the next call (the old ones refused), a
 // new TOKEN_ENCRYPTION_KEY seals from then on — a replica that knows only the
-// new key opens what is written after the swap — while the old key still
-// opens what was sealed before.
+// new key opens what is written after the swap. (That the old key still
+// opens what it sealed is cache.TestSealerRotateAndAccept.)
 func TestSidecarSecretFilesApplyToTheNextCall(t *testing.T) {
 	mr := miniredis.RunT(t)
 	clock := fakeclock.New(time.Now())

@@ -101,20 +101,7 @@ func TestSecretFilesAreWatched(t *testing.T) {
 	defer stop()
 	go a.watchSecretFiles(ctx, 10*time.Millisecond)
 
-	var failed atomic.Int32
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var load sync.WaitGroup
-	for range 4 {
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			for loadCtx.Err() == nil {
-				if a := call(t, "GET", side+"/api/x", nil, nil); a.status != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
+	stopLoad := startLoad(side + "/api/x")
 	time.Sleep(100 * time.Millisecond) // calls with the first secret's token
 
 	// A rotation as vendors run it: the new secret is added, the Secret
@@ -151,10 +138,8 @@ func TestSecretFilesAreWatched(t *testing.T) {
 	delete(vendor.secrets, "secret-one")
 	vendor.mu.Unlock()
 	time.Sleep(100 * time.Millisecond) // calls on the new secret's token
-	stopLoad()
-	load.Wait()
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d calls failed while the secret rotated", n)
+	if n, first := stopLoad(); n != 0 {
+		t.Fatalf("%d calls failed while the secret rotated (first: %s)", n, first)
 	}
 	vendor.mu.Lock()
 	last := vendor.seen[len(vendor.seen)-1]

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -430,5 +432,45 @@ func TestSecondAccountOnAnotherRoute(t *testing.T) {
 	}
 	if n := emu.Stats().TokenRequests["login"]; n != 2 {
 		t.Fatalf("%d logins, want one per route", n)
+	}
+}
+
+// startLoad calls url from four callers at once until stop, which reports
+// how many calls failed (no answer, or not 200) and why the first did.
+func startLoad(url string) (stop func() (failed int, first string)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed, first := 0, ""
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				why := ""
+				resp, err := http.Get(url)
+				if err != nil {
+					why = err.Error()
+				} else {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						why = resp.Status
+					}
+				}
+				if why != "" {
+					mu.Lock()
+					if failed++; first == "" {
+						first = why
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	return func() (int, string) {
+		cancel()
+		wg.Wait()
+		return failed, first
 	}
 }

@@ -213,6 +213,19 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 	return &c, nil
 }
 
+// ClientKeys are the CLIENT_KEYS given, split at commas, trimmed; a key
+// shorter than 16 characters is refused.
+func ClientKeys(given []string) ([]string, error) {
+	keys := make([]string, 0, len(given))
+	for i, k := range given {
+		if k = strings.TrimSpace(k); len(k) < 16 {
+			return nil, fmt.Errorf("key %d is shorter than 16 characters; make keys with: openssl rand -base64 24", i+1)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
 // RoutePrefix is the prefix of a route's variables: the name upper-cased,
 // dashes turned into underscores, and an underscore.
 func RoutePrefix(name string) string {
@@ -270,12 +283,11 @@ func (c *Config) check() error {
 	if c.ShutdownDelay < 0 {
 		return fmt.Errorf("SHUTDOWN_DELAY: must not be negative, got %s", c.ShutdownDelay)
 	}
-	for i, k := range c.ClientKeys {
-		if len(strings.TrimSpace(k)) < 16 {
-			return fmt.Errorf("CLIENT_KEYS: key %d is shorter than 16 characters; make keys with: openssl rand -base64 24", i+1)
-		}
-		c.ClientKeys[i] = strings.TrimSpace(k)
+	keys, err := ClientKeys(c.ClientKeys)
+	if err != nil {
+		return fmt.Errorf("CLIENT_KEYS: %w", err)
 	}
+	c.ClientKeys = keys
 	if c.ListenAddr == "" {
 		return errors.New("LISTEN_ADDR: must not be empty")
 	}

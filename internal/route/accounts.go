@@ -200,23 +200,11 @@ func (a *Accounts) Remove(ctx context.Context, name string) error {
 // editList changes the list under the store's lock, so that replicas adding
 // accounts at once lose none.
 func (a *Accounts) editList(ctx context.Context, edit func([]string) []string) error {
-	owner := fmt.Sprintf("accounts-%d", time.Now().UnixNano())
-	lock := "lock:" + a.listKey()
-	for {
-		err := a.d.Store.TryLock(ctx, lock, owner, 10*time.Second)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, cache.ErrLocked) {
-			return fmt.Errorf("locking route %s's accounts: %w", a.route, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("locking route %s's accounts: %w", a.route, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	owner, lock := cache.NewLockOwner(), "lock:"+a.listKey()
+	if err := cache.Acquire(ctx, a.d.Store, lock, owner, 10*time.Second, 10*time.Millisecond); err != nil {
+		return fmt.Errorf("locking route %s's accounts: %w", a.route, err)
 	}
-	defer a.d.Store.Unlock(context.WithoutCancel(ctx), lock, owner)
+	defer func() { _ = cache.Release(a.d.Store, lock, owner) }()
 	names, err := a.List(ctx)
 	if err != nil {
 		return err
