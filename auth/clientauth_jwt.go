@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -48,11 +47,7 @@ func init() {
 		case s.ClientAssertionFile != "" && s.ClientKeyFile != "":
 			return nil, settingErr("CLIENT_ASSERTION_FILE", "and CLIENT_KEY_FILE are both set: an assertion is either read ready-made or signed, not both")
 		case s.ClientAssertionFile != "":
-			a := &AssertionFile{ClientID: s.ClientID, Path: s.ClientAssertionFile}
-			if _, err := a.read(); err != nil {
-				return nil, &SettingError{Setting: "CLIENT_ASSERTION_FILE", Err: err}
-			}
-			return a, nil
+			return NewAssertionFile(s.ClientID, s.ClientAssertionFile)
 		case s.ClientKeyFile == "":
 			return nil, settingErr("CLIENT_KEY_FILE", "is required with CLIENT_AUTH=private_key_jwt (or CLIENT_ASSERTION_FILE, a ready-made assertion)")
 		}
@@ -264,28 +259,26 @@ func (c *ClientSecretJWT) Authenticate(_ context.Context, tokenURL string, _ htt
 	return nil
 }
 
-// AssertionFile sends a ready-made assertion read from Path at each request:
-// a Kubernetes projected service-account token or a cloud workload-identity
-// token, which rotate under the sidecar's feet.
+// AssertionFile sends a ready-made assertion read from its file at each
+// request: a Kubernetes projected service-account token or a cloud
+// workload-identity token, which rotate under the sidecar's feet.
 type AssertionFile struct {
-	ClientID, Path string
+	ClientID string
+	file     *tokenFile
 }
 
-func (a *AssertionFile) read() (string, error) {
-	raw, err := os.ReadFile(a.Path)
+// NewAssertionFile reads the assertion in path once, to check it reads.
+func NewAssertionFile(clientID, path string) (*AssertionFile, error) {
+	f, err := newTokenFile("CLIENT_ASSERTION_FILE", path)
 	if err != nil {
-		return "", fmt.Errorf("reading the client assertion: %w", err)
+		return nil, err
 	}
-	s := strings.TrimSpace(string(raw))
-	if s == "" {
-		return "", errors.New("the client assertion file is empty")
-	}
-	return s, nil
+	return &AssertionFile{ClientID: clientID, file: f}, nil
 }
 
 // Authenticate implements ClientAuth.
 func (a *AssertionFile) Authenticate(_ context.Context, _ string, _ http.Header, p url.Values) error {
-	assertion, err := a.read()
+	assertion, err := a.file.read()
 	if err != nil {
 		return err
 	}

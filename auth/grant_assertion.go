@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
 	jose "github.com/go-jose/go-jose/v4"
@@ -23,16 +25,43 @@ const (
 	TokenTypeJWT = "urn:ietf:params:oauth:token-type:jwt"
 )
 
-// readToken reads a token from a file, trimmed; setting names the variable.
-func readToken(setting, path string) (string, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return "", &SettingError{Setting: setting, Err: fmt.Errorf("reading the token: %w", err)}
+// tokenFile is a token or assertion kept in a file and read at each use: a
+// projected or workload-identity token is rewritten under the sidecar. A
+// file that stops reading serves the last value it gave (the watcher in
+// internal/app reports it); only one never read is an error, naming the
+// variable.
+type tokenFile struct {
+	setting, path string
+
+	mu   sync.Mutex
+	last string
+}
+
+// newTokenFile reads the file once, so a route whose file does not read
+// does not start.
+func newTokenFile(setting, path string) (*tokenFile, error) {
+	f := &tokenFile{setting: setting, path: path}
+	if _, err := f.read(); err != nil {
+		return nil, err
 	}
+	return f, nil
+}
+
+func (f *tokenFile) read() (string, error) {
+	raw, err := os.ReadFile(f.path)
 	tok := strings.TrimSpace(string(raw))
-	if tok == "" {
-		return "", settingErr(setting, "the file is empty")
+	if err == nil && tok == "" {
+		err = errors.New("the file is empty")
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		if f.last != "" {
+			return f.last, nil
+		}
+		return "", &SettingError{Setting: f.setting, Err: fmt.Errorf("reading the token: %w", err)}
+	}
+	f.last = tok
 	return tok, nil
 }
 
@@ -40,9 +69,11 @@ func readToken(setting, path string) (string, error) {
 // or one signed with CLIENT_KEY_FILE for ASSERTION_SUBJECT.
 func jwtBearerRequest(s Settings, now clock.Clock) (func() (TokenRequest, error), error) {
 	var sign *PrivateKeyJWT
+	var file *tokenFile
 	switch {
 	case s.AssertionFile != "":
-		if _, err := readToken("ASSERTION_FILE", s.AssertionFile); err != nil {
+		var err error
+		if file, err = newTokenFile("ASSERTION_FILE", s.AssertionFile); err != nil {
 			return nil, err
 		}
 	case s.ClientKeyFile != "" && s.AssertionSubject != "":
@@ -60,8 +91,8 @@ func jwtBearerRequest(s Settings, now clock.Clock) (func() (TokenRequest, error)
 	return func() (TokenRequest, error) {
 		var assertion string
 		var err error
-		if sign == nil {
-			assertion, err = readToken("ASSERTION_FILE", s.AssertionFile)
+		if file != nil {
+			assertion, err = file.read()
 		} else {
 			var signer jose.Signer
 			if signer, err = sign.signer(); err == nil {
@@ -84,15 +115,22 @@ func tokenExchangeRequest(s Settings) (func() (TokenRequest, error), error) {
 	if s.SubjectTokenFile == "" {
 		return nil, settingErr("SUBJECT_TOKEN_FILE", "is required for grant token_exchange")
 	}
-	if _, err := readToken("SUBJECT_TOKEN_FILE", s.SubjectTokenFile); err != nil {
+	subjectFile, err := newTokenFile("SUBJECT_TOKEN_FILE", s.SubjectTokenFile)
+	if err != nil {
 		return nil, err
+	}
+	var actorFile *tokenFile
+	if s.ActorTokenFile != "" {
+		if actorFile, err = newTokenFile("ACTOR_TOKEN_FILE", s.ActorTokenFile); err != nil {
+			return nil, err
+		}
 	}
 	subjectType := s.SubjectTokenType
 	if subjectType == "" {
 		subjectType = TokenTypeJWT
 	}
 	return func() (TokenRequest, error) {
-		subject, err := readToken("SUBJECT_TOKEN_FILE", s.SubjectTokenFile)
+		subject, err := subjectFile.read()
 		if err != nil {
 			return TokenRequest{}, err
 		}
@@ -102,8 +140,8 @@ func tokenExchangeRequest(s Settings) (func() (TokenRequest, error), error) {
 				p.Set(k, v)
 			}
 		}
-		if s.ActorTokenFile != "" {
-			actor, err := readToken("ACTOR_TOKEN_FILE", s.ActorTokenFile)
+		if actorFile != nil {
+			actor, err := actorFile.read()
 			if err != nil {
 				return TokenRequest{}, err
 			}

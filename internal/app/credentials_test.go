@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -204,7 +206,10 @@ func testCredentialRotation(t *testing.T, i int) {
 			return now != before
 		})
 	}
-	var lastRevoke time.Time
+	// The first revocation waits as long as the later ones: calls that
+	// began on the replaced route finish with the credentials they began
+	// with, which for a configured refresh token are dead once revoked.
+	lastRevoke := time.Now()
 	waitFor(t, "a token issued for the new credential", func() bool {
 		if strings.Contains(vendor.lastUsed(), c.new) {
 			return true
@@ -237,5 +242,26 @@ func testCredentialRotation(t *testing.T, i int) {
 	mustCall("after the old credential was retired", n+1)
 	if !strings.Contains(vendor.lastUsed(), want) {
 		t.Fatalf("token issued for %q after the rotation, want %q", vendor.lastUsed(), want)
+	}
+
+	// The file goes away: the last good value stays in use, and /readyz
+	// names the variable.
+	var variable string
+	for k, v := range env {
+		if strings.HasPrefix(v, vol.dir) {
+			variable = k
+		}
+	}
+	os.Remove(filepath.Join(vol.dir, "..data"))
+	waitFor(t, variable+" on /readyz", func() bool {
+		files, _ := readyz(t, side)["secret_files"].(map[string]any)
+		return files[variable] != nil
+	})
+	clock.Advance(6 * time.Second)
+	n = vendor.tokenRequests()
+	vendor.revokeAll(c.sessions && c.grantType != "refresh_token")
+	mustCall("after the file went away", n+1)
+	if !strings.Contains(vendor.lastUsed(), want) {
+		t.Fatalf("token issued for %q after the file went away, want %q", vendor.lastUsed(), want)
 	}
 }

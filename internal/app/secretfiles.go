@@ -70,12 +70,18 @@ func (a *App) checkSecretFile(ctx context.Context, f config.SecretFile) {
 	if unchanged {
 		return
 	}
-	value, rerr := "", err
-	if err == nil {
-		value, rerr = config.ReadSecretFile(f)
-	}
-	if rerr == nil {
-		rerr = a.applySecret(ctx, f, value)
+	rerr := err
+	switch {
+	case err != nil:
+	case f.ReadByRoute:
+		// The route reads it when it needs it; this only tells whether it
+		// still can.
+		rerr = config.CheckReadable(f)
+	default:
+		var value string
+		if value, rerr = config.ReadSecretFile(f); rerr == nil {
+			rerr = a.applySecret(ctx, f, value)
+		}
 	}
 	a.files.mu.Lock()
 	defer a.files.mu.Unlock()

@@ -53,8 +53,8 @@ type Config struct {
 	ClientKeys []string `env:"CLIENT_KEYS" envSeparator:","`
 
 	Routes []Route `env:"-"`
-	// SecretFiles are the secret variables read from files (X_FILE), to
-	// watch.
+	// SecretFiles are the secret variables read from files (X_FILE) and
+	// the routes' key, certificate, assertion and token files, to watch.
 	SecretFiles []SecretFile `env:"-"`
 	// Warnings are what start-up should say about the environment without
 	// stopping: variables that look mistyped.
@@ -208,6 +208,7 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 			}
 		}
 		c.Routes = append(c.Routes, r)
+		c.SecretFiles = append(c.SecretFiles, r.credentialFiles()...)
 	}
 	c.Warnings = mistyped(environ, c.Routes)
 	return &c, nil

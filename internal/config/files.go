@@ -40,6 +40,42 @@ type SecretFile struct {
 	// was read at start, so that a watcher started later still sees a
 	// change made in between.
 	Stamp string
+	// ReadByRoute marks a key, certificate, assertion or token file the
+	// route reads itself when it needs it (keeping the last good value): it
+	// is watched only so that one that stops reading shows.
+	ReadByRoute bool
+}
+
+// credentialFiles are the route's key, certificate, assertion and token
+// files.
+func (r Route) credentialFiles() []SecretFile {
+	var files []SecretFile
+	for _, f := range []struct{ setting, path string }{
+		{"CLIENT_KEY", r.ClientKeyFile}, {"CLIENT_ASSERTION", r.ClientAssertionFile},
+		{"ASSERTION", r.AssertionFile}, {"SUBJECT_TOKEN", r.SubjectTokenFile}, {"ACTOR_TOKEN", r.ActorTokenFile},
+		{"TLS_CERT", r.TLSCertFile}, {"TLS_KEY", r.TLSKeyFile}, {"TLS_CA", r.TLSCAFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		stamp, _ := filestamp.Of(f.path)
+		files = append(files, SecretFile{Variable: r.Prefix + f.setting, Setting: f.setting, Route: r.Name,
+			Path: f.path, Stamp: stamp, ReadByRoute: true})
+	}
+	return files
+}
+
+// CheckReadable reports whether a file the route reads itself still reads
+// and is not empty. Errors name the variable, never the content.
+func CheckReadable(f SecretFile) error {
+	raw, err := os.ReadFile(f.Path)
+	if err != nil {
+		return fmt.Errorf("%s_FILE: %w", f.Variable, err)
+	}
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return fmt.Errorf("%s_FILE: the file is empty", f.Variable)
+	}
+	return nil
 }
 
 // ReadSecretFile reads a secret's file: trimmed (a Secret's file often
