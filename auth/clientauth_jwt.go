@@ -52,7 +52,7 @@ func init() {
 			return nil, settingErr("CLIENT_KEY_FILE", "is required with CLIENT_AUTH=private_key_jwt (or CLIENT_ASSERTION_FILE, a ready-made assertion)")
 		}
 		k := &PrivateKeyJWT{ClientID: s.ClientID, KeyFile: s.ClientKeyFile, KeyID: s.ClientKeyID,
-			Algorithm: s.ClientKeyAlg, Audience: s.ClientAssertionAudience, Clock: now}
+			Algorithm: s.ClientKeyAlg, Audience: assertionAudience(s), Clock: now}
 		if _, err := k.signer(); err != nil {
 			return nil, &SettingError{Setting: "CLIENT_KEY_FILE", Err: err}
 		}
@@ -62,7 +62,7 @@ func init() {
 		if s.ClientID == "" || s.ClientSecret == "" {
 			return nil, settingErr("CLIENT_SECRET", "and CLIENT_ID are required with CLIENT_AUTH=client_secret_jwt")
 		}
-		return &ClientSecretJWT{ClientID: s.ClientID, Secret: s.ClientSecret, Audience: s.ClientAssertionAudience, Clock: now}, nil
+		return &ClientSecretJWT{ClientID: s.ClientID, Secret: s.ClientSecret, Audience: assertionAudience(s), Clock: now}, nil
 	})
 }
 
@@ -86,12 +86,12 @@ type PrivateKeyJWT struct {
 }
 
 // Authenticate implements ClientAuth.
-func (k *PrivateKeyJWT) Authenticate(_ context.Context, tokenURL string, _ http.Header, p url.Values) error {
+func (k *PrivateKeyJWT) Authenticate(_ context.Context, requestURL string, _ http.Header, p url.Values) error {
 	signer, err := k.signer()
 	if err != nil {
 		return err
 	}
-	assertion, err := signAssertion(signer, k.ClientID, k.ClientID, audience(k.Audience, tokenURL), k.Clock.Now())
+	assertion, err := signAssertion(signer, k.ClientID, k.ClientID, audience(k.Audience, requestURL), k.Clock.Now())
 	if err != nil {
 		return err
 	}
@@ -226,11 +226,25 @@ func signAssertion(s jose.Signer, iss, sub, aud string, now time.Time) (string, 
 	return a, nil
 }
 
-func audience(configured, tokenURL string) string {
+// assertionAudience is the aud of the route's client assertions:
+// CLIENT_ASSERTION_AUDIENCE, else the token URL — for every request,
+// revocation included: the authorization server is named by its token
+// endpoint (RFC 7523 section 3), and servers such as fosite refuse an
+// assertion addressed to the revocation URL.
+func assertionAudience(s Settings) string {
+	if s.ClientAssertionAudience != "" {
+		return s.ClientAssertionAudience
+	}
+	return s.TokenURL
+}
+
+// audience is configured, else the URL the request goes to (for a client
+// authentication made without settings).
+func audience(configured, requestURL string) string {
 	if configured != "" {
 		return configured
 	}
-	return tokenURL
+	return requestURL
 }
 
 func setAssertion(p url.Values, clientID, assertion string) {
@@ -246,12 +260,12 @@ type ClientSecretJWT struct {
 }
 
 // Authenticate implements ClientAuth.
-func (c *ClientSecretJWT) Authenticate(_ context.Context, tokenURL string, _ http.Header, p url.Values) error {
+func (c *ClientSecretJWT) Authenticate(_ context.Context, requestURL string, _ http.Header, p url.Values) error {
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(c.Secret)}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		return fmt.Errorf("making the client_secret_jwt signer: %w", err)
 	}
-	assertion, err := signAssertion(s, c.ClientID, c.ClientID, audience(c.Audience, tokenURL), c.Clock.Now())
+	assertion, err := signAssertion(s, c.ClientID, c.ClientID, audience(c.Audience, requestURL), c.Clock.Now())
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ func newFositeServer(t *testing.T, keys map[string]*rsa.PrivateKey) *fositeServe
 		fs.mu.Unlock()
 		provider.WriteAccessResponse(ctx, w, ar, resp)
 	})
+	mux.HandleFunc("/revoke", func(w http.ResponseWriter, r *http.Request) {
+		provider.WriteRevocationResponse(r.Context(), w, provider.NewRevocationRequest(r.Context(), r))
+	})
 	return fs
 }
 
@@ -117,7 +120,7 @@ func TestPrivateKeyJWTAgainstFosite(t *testing.T) {
 			t.Log(logs.String())
 		}
 	}()
-	ca, err := newClientAuth(Settings{ClientID: "svc", ClientKeyFile: keyFile}, nil)
+	ca, err := newClientAuth(Settings{ClientID: "svc", ClientKeyFile: keyFile, TokenURL: fs.URL + "/token"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,5 +147,16 @@ func TestPrivateKeyJWTAgainstFosite(t *testing.T) {
 	}
 	if fs.issued != 6 {
 		t.Fatalf("%d tokens issued, want 6", fs.issued)
+	}
+
+	// Revocation authenticates the same way: fosite takes the assertion at
+	// its revocation endpoint only if aud is its token URL.
+	g.RevokeURL = fs.URL + "/revoke"
+	tok, err := g.Fetch(context.Background(), Token{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Revoke(context.Background(), tok); err != nil {
+		t.Fatalf("revoking with private_key_jwt: %v", err)
 	}
 }

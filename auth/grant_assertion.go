@@ -96,7 +96,7 @@ func jwtBearerRequest(s Settings, now clock.Clock) (func() (TokenRequest, error)
 		} else {
 			var signer jose.Signer
 			if signer, err = sign.signer(); err == nil {
-				assertion, err = signAssertion(signer, issuer, s.AssertionSubject, audience(s.ClientAssertionAudience, s.TokenURL), sign.Clock.Now())
+				assertion, err = signAssertion(signer, issuer, s.AssertionSubject, assertionAudience(s), sign.Clock.Now())
 			}
 		}
 		if err != nil {
