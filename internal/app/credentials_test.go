@@ -82,6 +82,15 @@ func credentialCases(t *testing.T, clock *fakeclock.Clock, tokenURL string) []cr
 		},
 		client: assertionClient(keys, "cid", false), grant: clientCredentials,
 	}, {
+		// Refreshes carry the assertion too.
+		name: "private_key_jwt/CLIENT_KEY_FILE, refresh_token", grantType: "refresh_token", fixed: []string{"seed-pkj"},
+		old: "key-1", new: "key-2",
+		files: func(v string) map[string]string { return map[string]string{"key.pem": keyPEM[v]} },
+		env: func(vol *secretVolume) map[string]string {
+			return base(vol, "API_GRANT", "refresh_token", "API_REFRESH_TOKEN", "seed-pkj", "API_CLIENT_KEY_FILE", vol.path("key.pem"))
+		},
+		client: assertionClient(keys, "cid", false),
+	}, {
 		name: "private_key_jwt/CLIENT_ASSERTION_FILE", grantType: "client_credentials", old: "assertion-1", new: "assertion-2",
 		files: assertion("cid"),
 		env: func(vol *secretVolume) map[string]string {

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -24,6 +25,8 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/internal/fakeclock"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // testCA issues certificates for servers and clients on this machine.
@@ -113,8 +116,17 @@ func mtlsServer(t *testing.T, ca *testCA, h http.Handler) *httptest.Server {
 // new certificate gets a new token.
 func TestMutualTLSWithCertificateBoundTokens(t *testing.T) {
 	ca := newTestCA(t)
+	// Access tokens are JWTs the token server signs, bound to the client
+	// certificate by cnf.x5t#S256 (RFC 8705 section 3.1); the API checks the
+	// binding against the certificate the call came with.
+	serverKey := []byte("the-token-servers-own-hmac-key-32")
+	type boundClaims struct {
+		jwt.Claims
+		Cnf struct {
+			X5tS256 string `json:"x5t#S256"`
+		} `json:"cnf"`
+	}
 	var mu sync.Mutex
-	bound := map[string]string{} // access token → certificate thumbprint
 	var issuedTo []string
 	tokens := mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.ParseForm()
@@ -125,21 +137,22 @@ func TestMutualTLSWithCertificateBoundTokens(t *testing.T) {
 			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client"})
 			return
 		}
+		signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: serverKey}, nil)
+		var c boundClaims
+		c.ID, c.Expiry = fmt.Sprint(time.Now().UnixNano()), jwt.NewNumericDate(time.Now().Add(48*time.Hour))
+		c.Cnf.X5tS256 = thumbprintOf(peer.Raw)
+		at, _ := jwt.Signed(signer).Claims(c).Serialize()
 		mu.Lock()
-		at := "at-" + thumbprintOf(peer.Raw)[:8] + "-" + big.NewInt(int64(len(bound))).String()
-		bound[at] = thumbprintOf(peer.Raw)
 		issuedTo = append(issuedTo, thumbprintOf(peer.Raw))
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": 3600})
 	}))
 	api := mtlsServer(t, ca, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		at := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		mu.Lock()
-		ok := bound[at] != "" && bound[at] == thumbprintOf(r.TLS.PeerCertificates[0].Raw)
-		mu.Unlock()
-		if !ok {
-			w.WriteHeader(http.StatusUnauthorized) // not bound to this certificate
+		var c boundClaims
+		parsed, err := jwt.ParseSigned(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), []jose.SignatureAlgorithm{jose.HS256})
+		if err != nil || parsed.Claims(serverKey, &c) != nil || c.Cnf.X5tS256 != thumbprintOf(r.TLS.PeerCertificates[0].Raw) {
+			w.WriteHeader(http.StatusUnauthorized) // not ours, or not bound to this certificate
 			return
 		}
 		w.Write([]byte("ok"))
