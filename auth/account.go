@@ -17,6 +17,14 @@ var accountName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 // letters, digits and . _ @ -.
 func ValidAccount(name string) bool { return accountName.MatchString(name) }
 
+// CheckAccountName is ValidAccount as an error that says the rule.
+func CheckAccountName(name string) error {
+	if !ValidAccount(name) {
+		return fmt.Errorf("account %q: names are 1-64 characters of letters, digits and . _ @ -", name)
+	}
+	return nil
+}
+
 // UnknownAccountError says a call named an account the route does not have.
 type UnknownAccountError struct{ Route, Account string }
 

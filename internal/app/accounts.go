@@ -17,8 +17,8 @@ func (a *App) AddAccount(ctx context.Context, route, name, token string, accessO
 	if !ok {
 		return a.routes.Unknown(route)
 	}
-	if !auth.ValidAccount(name) {
-		return fmt.Errorf("account %q: names are 1-64 characters of letters, digits and . _ @ -", name)
+	if err := auth.CheckAccountName(name); err != nil {
+		return err
 	}
 	if token == "" {
 		return fmt.Errorf("account %s: no token on standard input", name)

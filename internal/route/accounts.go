@@ -74,24 +74,34 @@ func (a *Accounts) Invalidate(ctx context.Context, accessToken string) {
 		a.own.Invalidate(accessToken)
 		return
 	}
-	a.mu.Lock()
-	e := a.live[name]
-	a.mu.Unlock()
-	if e != nil {
-		e.Value.(*liveAccount).keeper.Invalidate(accessToken)
+	if k := a.cached(name); k != nil {
+		k.Invalidate(accessToken)
 	}
+}
+
+// cached is account name's keeper if this replica holds it, marked as
+// just used; nil if not.
+func (a *Accounts) cached(name string) *auth.Keeper {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cachedLocked(name)
+}
+
+func (a *Accounts) cachedLocked(name string) *auth.Keeper {
+	e, ok := a.live[name]
+	if !ok {
+		return nil
+	}
+	a.lru.MoveToFront(e)
+	return e.Value.(*liveAccount).keeper
 }
 
 // Keeper is the keeper of account name, loaded on demand: an
 // UnknownAccountError when the route has no such account.
 func (a *Accounts) Keeper(ctx context.Context, name string) (*auth.Keeper, error) {
-	a.mu.Lock()
-	if e, ok := a.live[name]; ok {
-		a.lru.MoveToFront(e)
-		a.mu.Unlock()
-		return e.Value.(*liveAccount).keeper, nil
+	if k := a.cached(name); k != nil {
+		return k, nil
 	}
-	a.mu.Unlock()
 	if !a.enabled {
 		return nil, &auth.UnknownAccountError{Route: a.route, Account: name}
 	}
@@ -109,9 +119,8 @@ func (a *Accounts) Keeper(ctx context.Context, name string) (*auth.Keeper, error
 func (a *Accounts) load(name string) *auth.Keeper {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if e, ok := a.live[name]; ok {
-		a.lru.MoveToFront(e)
-		return e.Value.(*liveAccount).keeper
+	if k := a.cachedLocked(name); k != nil {
+		return k
 	}
 	consent := ""
 	if a.consent != "" {
@@ -159,8 +168,8 @@ func (a *Accounts) Add(ctx context.Context, name string, tok auth.Token) error {
 	if !a.enabled {
 		return fmt.Errorf("route %s: %w", a.route, ErrNoAccounts)
 	}
-	if !auth.ValidAccount(name) {
-		return fmt.Errorf("account %q: names are 1-64 characters of letters, digits and . _ @ -", name)
+	if err := auth.CheckAccountName(name); err != nil {
+		return err
 	}
 	k := a.load(name)
 	if err := k.Store(ctx, tok); err != nil {
