@@ -68,7 +68,9 @@ Usage:
                              the sidecar into labelled pods (INJECTOR_* variables)
   authsidecar demo           run emulators of the four vendors and the sidecar in
                              front of them, and print curl commands to try
-  authsidecar login ROUTE    give consent for ROUTE from a terminal (authorization code)
+  authsidecar login ROUTE [--account NAME]
+                             give consent for ROUTE (or one of its accounts, made if
+                             new) from a terminal (authorization code)
   authsidecar token ROUTE    print a current access token of ROUTE
   authsidecar revoke ROUTE [--account NAME]
                              revoke ROUTE's token (or an account's) at the vendor
@@ -106,16 +108,16 @@ func run(args []string) error {
 		return demo()
 	case "injector":
 		return runInjector(args[1:])
-	case "revoke":
+	case "revoke", "login":
 		if len(args) == 4 && args[2] == "--account" {
 			return operate(cmd, args[1], args[3])
 		}
 		if len(args) != 2 {
 			fmt.Fprint(os.Stderr, usage)
-			return fmt.Errorf("revoke needs a route name (and --account NAME for one of its accounts)")
+			return fmt.Errorf("%s needs a route name (and --account NAME for one of its accounts)", cmd)
 		}
 		return operate(cmd, args[1])
-	case "login", "token":
+	case "token":
 		if len(args) != 2 {
 			fmt.Fprint(os.Stderr, usage)
 			return fmt.Errorf("%s needs a route name", cmd)
@@ -229,7 +231,7 @@ func operate(cmd, route string, more ...string) error {
 	case "login":
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
-		return a.Login(ctx, route, os.Stdout)
+		return a.Login(ctx, route, strings.Join(more, ""), os.Stdout)
 	case "token":
 		ctx, cancel := context.WithTimeout(ctx, 2*cfg.TokenTimeout)
 		defer cancel()

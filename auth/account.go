@@ -32,23 +32,36 @@ func (e *UnknownAccountError) Error() string {
 	return fmt.Sprintf("route %s has no account %q", e.Route, e.Account)
 }
 
-// AccountGrant is g made for one account: it lives on the account's refresh
+// AccountGrant is g made for one account, whose token consent or the
+// operator gives: an error when g's kind of grant has no accounts.
+func AccountGrant(g Grant, consentPath string) (Grant, error) {
+	m, ok := g.(accountGrants)
+	if !ok {
+		return nil, fmt.Errorf("the route's grant (%T) has no accounts: accounts need an OAuth2 grant", g)
+	}
+	return m.forAccount(consentPath), nil
+}
+
+// accountGrants is a grant that can serve accounts.
+type accountGrants interface {
+	// forAccount is the grant of one account: it lives on the account's
+	// own tokens, and its consent errors point at consentPath.
+	forAccount(consentPath string) Grant
+}
+
+// forAccount implements accountGrants: the account lives on its refresh
 // token alone. The route's configured refresh token and its primary
 // credentials (client credentials, a password, an assertion) are the
 // route's own account and never stand in for another: an account whose
 // refresh token is dead needs consent again.
-func AccountGrant(g Grant, consentPath string) (Grant, error) {
-	og, ok := g.(*OAuth2Grant)
-	if !ok {
-		return nil, fmt.Errorf("the route's grant (%T) has no accounts: accounts need an OAuth2 grant with refresh tokens", g)
-	}
-	a := *og
+func (g *OAuth2Grant) forAccount(consentPath string) Grant {
+	a := *g
 	a.Type = GrantRefreshToken
 	a.RefreshToken = ""
 	a.Username, a.Password = "", ""
 	a.BuildPrimary = nil
 	a.ConsentPath = consentPath
-	return &a, nil
+	return &a
 }
 
 // StoreKeyForAccount is where an account's token is kept, beside the

@@ -89,6 +89,15 @@ func (g *viadeoGrant) Fetch(_ context.Context, prev Token) (Token, error) {
 	return Token{}, g.consentError("Viadeo refused the token (revoked, or expired) and has no refresh")
 }
 
+// forAccount implements accountGrants: a member's token comes from consent
+// (or the operator), never the route's VIADEO_ACCESS_TOKEN.
+func (g *viadeoGrant) forAccount(consentPath string) Grant {
+	a := *g
+	a.configured = ""
+	a.consentPath = consentPath
+	return &a
+}
+
 func (g *viadeoGrant) consentError(reason string) error {
 	if g.consentPath == "" {
 		reason += "; set a new VIADEO_ACCESS_TOKEN, or VIADEO_REDIRECT_URL to give consent through the sidecar"

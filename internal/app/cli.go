@@ -55,8 +55,9 @@ func (a *App) Revoke(ctx context.Context, route string) error {
 	return rt.Keeper.Forget(ctx)
 }
 
-// Login runs route's consent flow from a terminal (see consent.Login).
-func (a *App) Login(ctx context.Context, route string, out io.Writer) error {
+// Login runs route's consent flow from a terminal (see consent.Login), for
+// the route's own connection or, with account, one of its accounts.
+func (a *App) Login(ctx context.Context, route, account string, out io.Writer) error {
 	rt, ok := a.routes.Get(route)
 	if !ok {
 		return a.routes.Unknown(route)
@@ -71,5 +72,5 @@ func (a *App) Login(ctx context.Context, route string, out io.Writer) error {
 	case "redis":
 		kept = "Redis (REDIS_URL)"
 	}
-	return consent.Login(ctx, rt.Consent, rt.Prefix, kept, out)
+	return consent.Login(ctx, rt.Consent, account, rt.Prefix, kept, out)
 }

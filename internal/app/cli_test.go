@@ -49,7 +49,7 @@ func TestOperatorCommands(t *testing.T) {
 	var out bytes.Buffer
 	loginDone := make(chan error, 1)
 	go func() {
-		err := a.Login(context.Background(), "viadeo", io.MultiWriter(pw, &out))
+		err := a.Login(context.Background(), "viadeo", "", io.MultiWriter(pw, &out))
 		pw.Close()
 		loginDone <- err
 	}()

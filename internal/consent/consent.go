@@ -34,6 +34,38 @@ type Route struct {
 	Scope        string
 	Exchanger    auth.Exchanger
 	Keeper       Keeper
+	// Accounts are the route's accounts, which consent can add (?account=
+	// on /start, login --account); nil when the route cannot have them.
+	Accounts Accounts
+}
+
+// Accounts are a route's vendor accounts as consent makes them.
+type Accounts interface {
+	// Pending is account name's keeper, whether or not it exists yet; an
+	// error says the name is not one an account can have.
+	Pending(name string) (Keeper, error)
+	// Enlist makes account name exist once its token is stored.
+	Enlist(ctx context.Context, name string) error
+}
+
+// keeper is the keeper that consent for account (empty: the route's own
+// connection) stores into.
+func (r *Route) keeper(account string) (Keeper, error) {
+	if account == "" {
+		return r.Keeper, nil
+	}
+	if r.Accounts == nil {
+		return nil, fmt.Errorf("route %s has no accounts (they need an OAuth2 grant with refresh tokens)", r.Name)
+	}
+	return r.Accounts.Pending(account)
+}
+
+// what names the connection consent makes, for pages and messages.
+func what(route *Route, account string) string {
+	if account == "" {
+		return "Route " + route.Name
+	}
+	return "Account " + account + " of route " + route.Name
 }
 
 // Keeper is the route's token keeper as the consent flow uses it.
@@ -73,6 +105,11 @@ type Flow struct {
 	log        *zap.Logger
 	clock      clock.Clock
 	pending    pendingStates
+	// accountsNeedAdmin: consent for an account needs ADMIN_TOKEN, and is
+	// refused without one, because client keys restrict accounts to
+	// tenants (a tenant must not connect its vendor account under a name
+	// another tenant will use).
+	accountsNeedAdmin atomic.Bool
 }
 
 // NewFlow returns the consent flow for the routes lookup finds: ok says the
@@ -89,6 +126,10 @@ func NewFlow(lookup func(name string) (*Route, bool), states cache.Store, adminT
 	f.SetAdminToken(adminToken)
 	return f
 }
+
+// RequireAdminForAccounts makes consent for an account need ADMIN_TOKEN:
+// set when client keys restrict accounts to tenants.
+func (c *Flow) RequireAdminForAccounts(on bool) { c.accountsNeedAdmin.Store(on) }
 
 // SetAdminToken replaces the operator's ADMIN_TOKEN (as its file changed).
 func (c *Flow) SetAdminToken(token string) {
@@ -122,21 +163,35 @@ func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
+	q := r.URL.Query()
+	account := q.Get("account")
+	if q.Has("account") && !auth.ValidAccount(account) {
+		page(w, http.StatusBadRequest, "Bad account name", "Account names are 1-64 characters of letters, digits and . _ @ -.")
+		return
+	}
+	keeper, err := route.keeper(account)
+	if err != nil {
+		page(w, http.StatusNotFound, "No accounts", err.Error())
+		return
+	}
 	admin := *c.adminToken.Load()
+	if admin == "" && account != "" && c.accountsNeedAdmin.Load() {
+		page(w, http.StatusForbidden, "Not allowed", "Client keys on this sidecar restrict accounts to tenants, so connecting an account needs the operator: set ADMIN_TOKEN on the sidecar and start again with it.")
+		return
+	}
 	if admin != "" {
 		if !c.adminPresented(r, admin) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authsidecar consent", charset="UTF-8"`)
-			page(w, http.StatusUnauthorized, "Not allowed", "Starting consent for "+route.Name+" needs the operator's ADMIN_TOKEN (as the password).")
+			page(w, http.StatusUnauthorized, "Not allowed", "Starting consent ("+what(route, account)+") needs the operator's ADMIN_TOKEN (as the password).")
 			return
 		}
 	}
 	started := startedByOperator
 	if admin == "" {
-		var err error
-		if started, err = c.unconnected(r.Context(), route); err != nil {
+		if started, err = c.unconnected(r.Context(), route, account, keeper); err != nil {
 			var f *failure
 			if !errors.As(err, &f) {
-				f = &failure{Status: http.StatusServiceUnavailable, Title: "Try again later", Detail: "The sidecar could not read the route's connection."}
+				f = &failure{Status: http.StatusServiceUnavailable, Title: "Try again later", Detail: "The sidecar could not read the connection."}
 			}
 			page(w, f.Status, f.Title, f.Detail)
 			return
@@ -150,7 +205,7 @@ func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 	}
 	state, err := newState()
 	if err == nil {
-		err = c.states.Set(r.Context(), stateKey(route.Name, state), []byte(started), stateTTL)
+		err = c.states.Set(r.Context(), stateKey(route.Name, state), encodeStarted(account, started), stateTTL)
 	}
 	if err != nil {
 		c.log.Error("starting consent failed", zap.String("route", route.Name), zap.Error(err))
@@ -165,17 +220,18 @@ func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 	http.Redirect(w, r, authorizeURL(route, state), http.StatusFound)
 }
 
-// unconnected checks that route has no working connection, which anyone
-// may then make, and returns the state's record of it.
-func (c *Flow) unconnected(ctx context.Context, route *Route) (string, error) {
-	if _, err := route.Keeper.Token(ctx); err == nil {
+// unconnected checks that the connection consent would make (the route's,
+// or account's) does not work, so that anyone may make it, and returns the
+// state's record of it.
+func (c *Flow) unconnected(ctx context.Context, route *Route, account string, keeper Keeper) (string, error) {
+	if _, err := keeper.Token(ctx); err == nil {
 		return "", &failure{Status: http.StatusConflict, Title: "Already connected",
-			Detail: "Route " + route.Name + " has a working connection. To replace it, set ADMIN_TOKEN on the sidecar and start again with it."}
+			Detail: what(route, account) + " has a working connection. To replace it, set ADMIN_TOKEN on the sidecar and start again with it."}
 	} else if auth.KindOf(err) == auth.Unavailable {
 		return "", &failure{Status: http.StatusServiceUnavailable, Title: "Try again later",
-			Detail: "Cannot tell whether route " + route.Name + "'s connection works: " + err.Error()}
+			Detail: "Cannot tell whether the connection works (" + what(route, account) + "): " + err.Error()}
 	}
-	connection, err := route.Keeper.Connection(ctx)
+	connection, err := keeper.Connection(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -230,9 +286,10 @@ var errReplaced = &failure{Status: http.StatusConflict, Title: "Already connecte
 	Detail: "The route was connected while this consent was under way; that connection is kept. To replace it, the operator sets ADMIN_TOKEN and starts again with it."}
 
 // finish checks a callback's vendor error and code, exchanges the code and
-// stores the tokens. The caller has already checked the state; started is
-// what it recorded (see startedByOperator).
-func finish(ctx context.Context, route *Route, q url.Values, started string) error {
+// stores the tokens, for the route's own connection or for account. The
+// caller has already checked the state; started is what it recorded (see
+// startedByOperator).
+func finish(ctx context.Context, route *Route, account string, q url.Values, started string) error {
 	if vendorErr := q.Get("error"); vendorErr != "" {
 		detail := vendorErr
 		if d := q.Get("error_description"); d != "" {
@@ -248,10 +305,14 @@ func finish(ctx context.Context, route *Route, q url.Values, started string) err
 	if code == "" {
 		return &failure{Status: http.StatusBadRequest, Title: "Not connected", Detail: "The callback has no code."}
 	}
+	keeper, err := route.keeper(account)
+	if err != nil {
+		return &failure{Status: http.StatusNotFound, Title: "Not connected", Detail: err.Error()}
+	}
 	connection, guarded := strings.CutPrefix(started, startedUnconnected)
 	if guarded {
 		// Checked before the code is spent, and again atomically below.
-		if now, err := route.Keeper.Connection(ctx); err != nil || now != connection {
+		if now, err := keeper.Connection(ctx); err != nil || now != connection {
 			return errReplaced
 		}
 	}
@@ -261,15 +322,20 @@ func finish(ctx context.Context, route *Route, q url.Values, started string) err
 	}
 	stored := true
 	if guarded {
-		stored, err = route.Keeper.StoreIfUnchanged(ctx, tok, connection)
+		stored, err = keeper.StoreIfUnchanged(ctx, tok, connection)
 	} else {
-		err = route.Keeper.Store(ctx, tok)
+		err = keeper.Store(ctx, tok)
 	}
 	if err != nil {
 		return &failure{Status: http.StatusServiceUnavailable, Title: "Not connected", Detail: "Storing the tokens failed: " + err.Error()}
 	}
 	if !stored {
 		return errReplaced
+	}
+	if account != "" {
+		if err := route.Accounts.Enlist(ctx, account); err != nil {
+			return &failure{Status: http.StatusServiceUnavailable, Title: "Not connected", Detail: "Recording the account failed: " + err.Error()}
+		}
 	}
 	return nil
 }
@@ -300,17 +366,18 @@ func (c *Flow) callback(w http.ResponseWriter, r *http.Request, route *Route) {
 		page(w, http.StatusBadRequest, "Link used or expired", "This consent was already completed or has expired. Start again at /oauth/"+route.Name+"/start.")
 		return
 	}
-	if err := finish(r.Context(), route, q, string(started)); err != nil {
+	account, recorded := decodeStarted(started)
+	if err := finish(r.Context(), route, account, q, recorded); err != nil {
 		var f *failure
 		if !errors.As(err, &f) {
 			f = &failure{Status: http.StatusInternalServerError, Title: "Not connected", Detail: err.Error()}
 		}
-		c.log.Warn("consent failed", zap.String("route", route.Name), zap.String("reason", f.Detail))
+		c.log.Warn("consent failed", zap.String("route", route.Name), zap.String("account", account), zap.String("reason", f.Detail))
 		page(w, f.Status, f.Title, f.Detail)
 		return
 	}
-	c.log.Info("consent given; route connected", zap.String("route", route.Name))
-	page(w, http.StatusOK, "Connected", "Route "+route.Name+" is connected. You can close this window.")
+	c.log.Info("consent given; connected", zap.String("route", route.Name), zap.String("account", account))
+	page(w, http.StatusOK, "Connected", what(route, account)+" is connected. You can close this window.")
 }
 
 var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>

@@ -2,6 +2,7 @@ package consent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,11 +13,19 @@ import (
 
 // Login runs the consent flow from a terminal: it prints the authorize URL,
 // takes the callback on the loopback address of the route's REDIRECT_URL,
-// exchanges the code and stores the tokens. prefix is the route's variable
+// exchanges the code and stores the tokens: the route's own connection, or
+// with account one of its accounts (made if new). prefix is the route's variable
 // prefix, for messages; kept names the persistent store the tokens went to.
 // Without one (kept empty), the store of this process ends with it, so Login
 // prints the variable that keeps the connection instead.
-func Login(ctx context.Context, route *Route, prefix, kept string, out io.Writer) error {
+func Login(ctx context.Context, route *Route, account, prefix, kept string, out io.Writer) error {
+	keeper, err := route.keeper(account)
+	if err != nil {
+		return err
+	}
+	if account != "" && kept == "" {
+		return errors.New("accounts live in the token store, which this process would forget: set REDIS_URL or TOKEN_STORE_PATH as the sidecar has them")
+	}
 	redirect, err := url.Parse(route.RedirectURL)
 	if err != nil {
 		return fmt.Errorf("%sREDIRECT_URL: %w", prefix, err)
@@ -43,7 +52,7 @@ func Login(ctx context.Context, route *Route, prefix, kept string, out io.Writer
 			return
 		}
 		// The operator runs login: it may replace a connection.
-		err := finish(r.Context(), route, r.URL.Query(), startedByOperator)
+		err := finish(r.Context(), route, account, r.URL.Query(), startedByOperator)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 		} else {
@@ -63,7 +72,7 @@ func Login(ctx context.Context, route *Route, prefix, kept string, out io.Writer
 		_ = srv.Shutdown(ctx)
 	}()
 
-	fmt.Fprintf(out, "Open this URL in a browser and approve access for route %s:\n\n  %s\n\nWaiting for the callback on %s …\n", route.Name, authorizeURL(route, state), route.RedirectURL)
+	fmt.Fprintf(out, "Open this URL in a browser and approve access (%s):\n\n  %s\n\nWaiting for the callback on %s …\n", what(route, account), authorizeURL(route, state), route.RedirectURL)
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -72,11 +81,11 @@ func Login(ctx context.Context, route *Route, prefix, kept string, out io.Writer
 	if err != nil {
 		return err
 	}
-	tok, err := route.Keeper.Token(ctx)
+	tok, err := keeper.Token(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nConnected route %s.\n", route.Name)
+	fmt.Fprintf(out, "\nConnected: %s.\n", what(route, account))
 	if kept != "" {
 		fmt.Fprintf(out, "The tokens are kept in %s; a sidecar started with it uses them (and keeps their rotations).\n", kept)
 		return nil

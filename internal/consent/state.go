@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,6 +21,26 @@ const (
 	startedByOperator  = "operator"
 	startedUnconnected = "unconnected:"
 )
+
+// encodeStarted is a state's record: who started it (started), and for
+// which account (empty: the route's own connection). Account names have no
+// '|', and records from before accounts have no "account:" prefix.
+func encodeStarted(account, started string) []byte {
+	if account == "" {
+		return []byte(started)
+	}
+	return []byte("account:" + account + "|" + started)
+}
+
+// decodeStarted reads what encodeStarted wrote.
+func decodeStarted(record []byte) (account, started string) {
+	rest, ok := strings.CutPrefix(string(record), "account:")
+	if !ok {
+		return "", string(record)
+	}
+	account, started, _ = strings.Cut(rest, "|")
+	return account, started
+}
 
 // stateTTL is how long a consent started has to finish.
 const stateTTL = 10 * time.Minute

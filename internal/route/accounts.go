@@ -12,14 +12,18 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/consent"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // Accounts are a route's vendor accounts besides its configured one. They
 // are data in the token store, so every replica sees them: each account's
-// token under its own key, and the route's list of accounts. A replica
-// loads an account's keeper when a call names it and drops the least
-// recently used beyond maxLiveAccounts; nothing is dropped from the store.
+// token under its own key, a marker saying the account exists, and the
+// route's list of accounts (for listing only: a call looks at the marker,
+// so a route with 10,000 accounts reads one small value per account it
+// loads). A replica loads an account's keeper when a call names it and
+// drops the least recently used beyond maxLiveAccounts; nothing is dropped
+// from the store.
 type Accounts struct {
 	route    string
 	own      *auth.Keeper
@@ -37,9 +41,13 @@ type Accounts struct {
 type liveAccount struct {
 	name   string
 	keeper *auth.Keeper
+	// known is set once the account was seen to exist; a keeper made for
+	// a consent under way is not, until the consent stores its token.
+	known bool
 }
 
-// maxLiveAccounts bounds the keepers a replica holds (a few KiB each).
+// maxLiveAccounts bounds the keepers a replica holds (about 2 KiB each,
+// see BenchmarkIdleAccounts).
 const maxLiveAccounts = 1024
 
 // ErrNoAccounts is the answer for a route whose grant cannot have accounts.
@@ -53,6 +61,9 @@ func newAccounts(r *Route, routeKey, consentPath string, d Deps) *Accounts {
 	return a
 }
 
+// Enabled reports whether the route's grant can have accounts.
+func (a *Accounts) Enabled() bool { return a.enabled }
+
 // Token implements proxy.TokenSource: the token of the account the call
 // named, or of the route's own.
 func (a *Accounts) Token(ctx context.Context) (auth.Token, error) {
@@ -64,7 +75,12 @@ func (a *Accounts) Token(ctx context.Context) (auth.Token, error) {
 	if err != nil {
 		return auth.Token{}, err
 	}
-	return k.Token(ctx)
+	tok, err := k.Token(ctx)
+	if err != nil && auth.KindOf(err) == auth.ConsentRequired && a.removedElsewhere(ctx, name) {
+		// Another replica removed the account since this one loaded it.
+		return auth.Token{}, &auth.UnknownAccountError{Route: a.route, Account: name}
+	}
+	return tok, err
 }
 
 // Invalidate implements proxy.TokenSource.
@@ -74,67 +90,101 @@ func (a *Accounts) Invalidate(ctx context.Context, accessToken string) {
 		a.own.Invalidate(accessToken)
 		return
 	}
-	if k := a.cached(name); k != nil {
-		k.Invalidate(accessToken)
+	a.mu.Lock()
+	e, held := a.live[name]
+	a.mu.Unlock()
+	if held {
+		e.Value.(*liveAccount).keeper.Invalidate(accessToken)
 	}
 }
 
-// cached is account name's keeper if this replica holds it, marked as
-// just used; nil if not.
-func (a *Accounts) cached(name string) *auth.Keeper {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cachedLocked(name)
+// Keeper is the keeper of account name, loaded on demand: an
+// UnknownAccountError when the route has no such account.
+func (a *Accounts) Keeper(ctx context.Context, name string) (*auth.Keeper, error) {
+	if k := a.held(name, true); k != nil {
+		return k, nil
+	}
+	if !a.enabled || !auth.ValidAccount(name) {
+		return nil, &auth.UnknownAccountError{Route: a.route, Account: name}
+	}
+	switch _, err := a.d.Store.Get(ctx, a.markerKey(name)); {
+	case errors.Is(err, cache.ErrNotFound):
+		return nil, &auth.UnknownAccountError{Route: a.route, Account: name}
+	case err != nil:
+		return nil, &auth.FetchError{Route: a.route, Kind: auth.Unavailable, Err: fmt.Errorf("looking up account %s: %w", name, err)}
+	}
+	return a.load(name, true), nil
 }
 
-func (a *Accounts) cachedLocked(name string) *auth.Keeper {
+// Pending is the keeper of account name whether or not it exists yet: what
+// consent stores a new account's first token through (then Enlist).
+func (a *Accounts) Pending(name string) (consent.Keeper, error) {
+	if !a.enabled {
+		return nil, fmt.Errorf("route %s: %w", a.route, ErrNoAccounts)
+	}
+	if err := auth.CheckAccountName(name); err != nil {
+		return nil, err
+	}
+	return a.load(name, false), nil
+}
+
+// held is account name's keeper if this replica holds it (and, with
+// known, knows it exists), marked as just used; nil if not.
+func (a *Accounts) held(name string, known bool) *auth.Keeper {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	e, ok := a.live[name]
-	if !ok {
+	if !ok || known && !e.Value.(*liveAccount).known {
 		return nil
 	}
 	a.lru.MoveToFront(e)
 	return e.Value.(*liveAccount).keeper
 }
 
-// Keeper is the keeper of account name, loaded on demand: an
-// UnknownAccountError when the route has no such account.
-func (a *Accounts) Keeper(ctx context.Context, name string) (*auth.Keeper, error) {
-	if k := a.cached(name); k != nil {
-		return k, nil
-	}
-	if !a.enabled {
-		return nil, &auth.UnknownAccountError{Route: a.route, Account: name}
-	}
-	names, err := a.List(ctx)
-	if err != nil {
-		return nil, &auth.FetchError{Route: a.route, Kind: auth.Unavailable, Err: err}
-	}
-	if !slices.Contains(names, name) {
-		return nil, &auth.UnknownAccountError{Route: a.route, Account: name}
-	}
-	return a.load(name), nil
-}
-
-// load puts account name's keeper among the live ones.
-func (a *Accounts) load(name string) *auth.Keeper {
+// load puts account name's keeper among the live ones; known records that
+// the account exists.
+func (a *Accounts) load(name string, known bool) *auth.Keeper {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if k := a.cachedLocked(name); k != nil {
-		return k
+	if e, ok := a.live[name]; ok {
+		l := e.Value.(*liveAccount)
+		l.known = l.known || known
+		a.lru.MoveToFront(e)
+		return l.keeper
 	}
-	consent := ""
+	consentPath := ""
 	if a.consent != "" {
-		consent = a.consent + "?account=" + name // names need no escaping
+		consentPath = a.consent + "?account=" + name // names need no escaping
 	}
-	g, _ := auth.AccountGrant(a.base, consent) // enabled: it cannot fail
+	g, _ := auth.AccountGrant(a.base, consentPath) // enabled: it cannot fail
 	k := newKeeper(a.route, g, auth.StoreKeyForAccount(a.routeKey, name), "", a.d)
-	a.live[name] = a.lru.PushFront(&liveAccount{name: name, keeper: k})
+	a.live[name] = a.lru.PushFront(&liveAccount{name: name, keeper: k, known: known})
 	for a.lru.Len() > maxLiveAccounts {
 		oldest := a.lru.Back()
 		a.lru.Remove(oldest)
 		delete(a.live, oldest.Value.(*liveAccount).name)
 	}
 	return k
+}
+
+// drop forgets this replica's keeper of account name.
+func (a *Accounts) drop(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.live[name]; ok {
+		a.lru.Remove(e)
+		delete(a.live, name)
+	}
+}
+
+// removedElsewhere reports whether account name's marker is gone, and then
+// drops its keeper.
+func (a *Accounts) removedElsewhere(ctx context.Context, name string) bool {
+	if _, err := a.d.Store.Get(ctx, a.markerKey(name)); !errors.Is(err, cache.ErrNotFound) {
+		return false
+	}
+	a.drop(name)
+	return true
 }
 
 // Live is how many accounts this replica holds in memory.
@@ -144,7 +194,8 @@ func (a *Accounts) Live() int {
 	return a.lru.Len()
 }
 
-func (a *Accounts) listKey() string { return a.routeKey + ":accounts" }
+func (a *Accounts) listKey() string              { return a.routeKey + ":accounts" }
+func (a *Accounts) markerKey(name string) string { return a.routeKey + ":accounts:" + name }
 
 // List is the route's accounts, sorted.
 func (a *Accounts) List(ctx context.Context) ([]string, error) {
@@ -165,16 +216,23 @@ func (a *Accounts) List(ctx context.Context) ([]string, error) {
 // Add makes account name with tok (a refresh token, or an access token
 // alone), replacing any token it had.
 func (a *Accounts) Add(ctx context.Context, name string, tok auth.Token) error {
-	if !a.enabled {
-		return fmt.Errorf("route %s: %w", a.route, ErrNoAccounts)
-	}
-	if err := auth.CheckAccountName(name); err != nil {
+	k, err := a.Pending(name)
+	if err != nil {
 		return err
 	}
-	k := a.load(name)
 	if err := k.Store(ctx, tok); err != nil {
 		return fmt.Errorf("storing account %s's token: %w", name, err)
 	}
+	return a.Enlist(ctx, name)
+}
+
+// Enlist makes account name exist, its token stored already: its marker,
+// then its place in the list.
+func (a *Accounts) Enlist(ctx context.Context, name string) error {
+	if err := a.d.Store.Set(ctx, a.markerKey(name), []byte("1"), 0); err != nil {
+		return fmt.Errorf("recording account %s: %w", name, err)
+	}
+	a.load(name, true)
 	return a.editList(ctx, func(names []string) []string {
 		if i, found := slices.BinarySearch(names, name); !found {
 			names = slices.Insert(names, i, name)
@@ -183,21 +241,20 @@ func (a *Accounts) Add(ctx context.Context, name string, tok auth.Token) error {
 	})
 }
 
-// Remove forgets account name: its token and its place in the list.
+// Remove forgets account name: its marker first (calls for it stop), its
+// token, and its place in the list.
 func (a *Accounts) Remove(ctx context.Context, name string) error {
 	k, err := a.Keeper(ctx, name)
 	if err != nil {
 		return err
 	}
+	if _, err := a.d.Store.CompareAndDelete(ctx, a.markerKey(name), []byte("1")); err != nil {
+		return fmt.Errorf("removing account %s: %w", name, err)
+	}
+	a.drop(name)
 	if err := k.Forget(ctx); err != nil {
 		return fmt.Errorf("forgetting account %s's token: %w", name, err)
 	}
-	a.mu.Lock()
-	if e, ok := a.live[name]; ok {
-		a.lru.Remove(e)
-		delete(a.live, name)
-	}
-	a.mu.Unlock()
 	return a.editList(ctx, func(names []string) []string {
 		if i, found := slices.BinarySearch(names, name); found {
 			names = slices.Delete(names, i, i+1)

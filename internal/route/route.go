@@ -116,6 +116,9 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		if r.Consent, err = consent.NewRoute(rc.Name, rc.Prefix, settings, built.Grant, keeper); err != nil {
 			return nil, err
 		}
+		if r.Accounts.Enabled() {
+			r.Consent.Accounts = r.Accounts
+		}
 	}
 	r.Forwarder, err = d.Engine.Forwarder(proxy.Route{
 		Name:      rc.Name,
