@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,8 +31,9 @@ type Options struct {
 	// Detail, when set, adds to /readyz's answer; verbose is ?verbose.
 	Detail func(verbose bool) map[string]any
 	// ClientKeys, when set, are the keys a caller must present in the
-	// X-Authsidecar-Key header; the header is never forwarded.
-	ClientKeys []string
+	// X-Authsidecar-Key header, and what each may reach; the header is
+	// never forwarded.
+	ClientKeys []ClientKey
 	// Metrics, when set, is served at /metrics.
 	Metrics http.Handler
 	// Observer, when set, is told of every proxied call, for metrics.
@@ -52,7 +52,7 @@ type Handler struct {
 	detail     func(verbose bool) map[string]any
 	metrics    http.Handler
 	observer   Observer
-	clientKeys atomic.Pointer[[][]byte]
+	clientKeys atomic.Pointer[[]ClientKey]
 	log        *zap.Logger
 	clock      clock.Clock
 	bodyIdle   time.Duration
@@ -88,32 +88,14 @@ func New(opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// ClientKeyHeader carries a caller's client key when CLIENT_KEYS is set.
-const ClientKeyHeader = "X-Authsidecar-Key"
-
-// SetClientKeys replaces the keys callers must present (CLIENT_KEYS, as
-// its file changed); none: no key needed.
-func (h *Handler) SetClientKeys(keys []string) {
-	bs := make([][]byte, 0, len(keys))
-	for _, k := range keys {
-		bs = append(bs, []byte(k))
-	}
-	h.clientKeys.Store(&bs)
-}
-
-// clientAllowed checks the caller's client key, in constant time against
-// every key, when keys are configured.
-func (h *Handler) clientAllowed(r *http.Request) bool {
-	keys := *h.clientKeys.Load()
-	if len(keys) == 0 {
-		return true
-	}
-	presented := []byte(r.Header.Get(ClientKeyHeader))
-	match := 0
-	for _, k := range keys {
-		match |= subtle.ConstantTimeCompare(presented, k)
-	}
-	return match == 1
+// deny answers a call its client key may not make: 403, counted and
+// logged with the key's name (never the key).
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, client *ClientKey, route, reason, why string) {
+	refuseBody(w, r)
+	h.observer.Denied(route, reason)
+	h.log.Warn("call denied", zap.String("route", route), zap.String("client", client.Name),
+		zap.String("reason", why), requestID(r))
+	writeJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Route: route, Message: why})
 }
 
 // refuseBody is for an answer given without reading the caller's body: the
@@ -151,6 +133,9 @@ type Observer interface {
 	Replay(route, outcome string)
 	// UnknownRoute reports a call to a route that does not exist.
 	UnknownRoute()
+	// Denied reports a call refused because its client key may not
+	// reach what it asked for: reason is route or account.
+	Denied(route, reason string)
 	// Aborted reports a call whose answer broke off mid-stream: reason is
 	// upstream_failed or caller_left.
 	Aborted(route, reason string)
@@ -161,6 +146,7 @@ type nopObserver struct{}
 func (nopObserver) Request(string, string, int, time.Duration) {}
 func (nopObserver) Replay(string, string)                      {}
 func (nopObserver) UnknownRoute()                              {}
+func (nopObserver) Denied(string, string)                      {}
 func (nopObserver) Aborted(string, string)                     {}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -193,10 +179,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.oauth.ServeHTTP(w, r)
 		return
 	}
-	if !h.clientAllowed(r) {
+	client := h.client(r)
+	if client == nil {
 		refuseBody(w, r)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "client_key_required",
-			Message: "this sidecar serves only callers that present a client key in the " + ClientKeyHeader + " header"})
+			Message: "this sidecar serves only callers that present one client key in the " + ClientKeyHeader + " header"})
 		return
 	}
 	var rt *Forwarder
@@ -211,8 +198,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{
 			Error:   "unknown_route",
 			Message: fmt.Sprintf("no route %q; calls go to /ROUTE/path", name),
-			Routes:  h.routes.Names(),
+			Routes:  routesFor(client, h.routes.Names()),
 		})
+		return
+	}
+	if !client.mayCall(name) {
+		h.deny(w, r, client, name, "route", fmt.Sprintf("client key %s may not call route %s", client.Name, name))
 		return
 	}
 	if r.Method == http.MethodConnect {
@@ -230,6 +221,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		refuseBody(w, r)
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_account", Route: name, Message: err.Error()})
+		return
+	}
+	if !client.mayUse(account, asked) {
+		why := fmt.Sprintf("client key %s may not use account %q of route %s", client.Name, account, name)
+		if !asked {
+			why = fmt.Sprintf("client key %s may use only its own accounts: name one in the %s header", client.Name, AccountHeader)
+		}
+		h.deny(w, r, client, name, "account", why)
 		return
 	}
 	if asked {

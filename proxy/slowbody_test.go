@@ -23,7 +23,7 @@ func TestRefusedCallersCannotHoldConnectionsWithTheirBody(t *testing.T) {
 	up, _ := url.Parse("http://127.0.0.1:1")
 	keeper := newKeeper("vendor", auth.StaticGrant{AccessToken: "t"}, time.Second, nil, 0)
 	side := httptest.NewServer(newHandler(t, []Route{{Name: "vendor", Upstream: up, Tokens: keeperTokens{keeper}}},
-		EngineOptions{MaxReplayBytes: 1 << 20}, Options{ClientKeys: []string{"a-client-key-of-16+"}}))
+		EngineOptions{MaxReplayBytes: 1 << 20}, Options{ClientKeys: []ClientKey{{Key: "a-client-key-of-16+"}}}))
 	defer side.Close()
 
 	for _, path := range []string{"/vendor/upload", "/nosuch/upload"} {

@@ -67,3 +67,32 @@ func TestConsentMakesAccounts(t *testing.T) {
 		}
 	}
 }
+
+// When client keys give tenants their accounts, nobody but the operator
+// may connect an account: a tenant could otherwise connect its own vendor
+// account under a name another tenant will call.
+func TestAccountConsentNeedsTheOperatorWhenTenantsHaveAccounts(t *testing.T) {
+	tenants := map[string]string{"CLIENT_KEYS": "acme:" + acmeKey, "CLIENT_KEY_ACME_ACCOUNTS": "acme-*"}
+	v := setupViadeo(t, tenants, false)
+	if status, page := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start?account=acme-1"); status != http.StatusForbidden || !strings.Contains(page, "ADMIN_TOKEN") {
+		t.Fatalf("without ADMIN_TOKEN: %d %s", status, page)
+	}
+	tenants["ADMIN_TOKEN"] = "operator-secret-0123456789"
+	v = setupViadeo(t, tenants, false)
+	if status, _ := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start?account=acme-1"); status != http.StatusUnauthorized {
+		t.Fatalf("without the admin token: %d", status)
+	}
+	b := newBrowser(t)
+	req, _ := http.NewRequest("GET", v.side.url+"/oauth/viadeo/start?account=acme-1", nil)
+	req.SetBasicAuth("", tenants["ADMIN_TOKEN"])
+	resp, err := b.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the admin token: %d", resp.StatusCode)
+	}
+	got := call(t, "GET", v.side.url+"/viadeo/me", nil, http.Header{"X-Authsidecar-Account": {"acme-1"}, "X-Authsidecar-Key": {acmeKey}})
+	got.echo(t)
+}

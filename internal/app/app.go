@@ -118,11 +118,16 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 			zap.String("upstream", r.Upstream.Redacted()))
 	}
 	a.consent = consent.NewFlow(a.routes.Consent, a.store, cfg.AdminToken, a.clock, log.Named("consent"))
+	for _, rule := range cfg.KeyRules {
+		if len(rule.Accounts) > 0 {
+			a.consent.RequireAdminForAccounts(true)
+		}
+	}
 	a.handler, err = proxy.New(proxy.Options{
 		Routes:          a.routes,
 		OAuth:           a.consent,
 		Detail:          a.readyDetail,
-		ClientKeys:      cfg.ClientKeys,
+		ClientKeys:      cfg.Clients,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
 		Observer:        a.metrics,
 		Metrics:         a.metricsOnMainListener(),

@@ -106,7 +106,7 @@ func (a *App) applySecret(ctx context.Context, f config.SecretFile, value string
 	}
 	switch f.Setting {
 	case "CLIENT_KEYS":
-		keys, err := config.ClientKeys(strings.Split(value, ","))
+		keys, err := config.ClientKeys(strings.Split(value, ","), a.cfg.KeyRules)
 		if err != nil {
 			return fmt.Errorf("CLIENT_KEYS_FILE: %w", err)
 		}

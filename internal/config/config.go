@@ -14,6 +14,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // Config is the whole configuration.
@@ -49,8 +50,12 @@ type Config struct {
 	AdminToken                 string `env:"ADMIN_TOKEN"`
 	MetricsAddr                string `env:"METRICS_ADDR"`
 	// ClientKeys, when set, are the keys callers must present (header
-	// X-Authsidecar-Key) to use the routes.
+	// X-Authsidecar-Key) to use the routes, as given: NAME:KEY or KEY.
 	ClientKeys []string `env:"CLIENT_KEYS" envSeparator:","`
+	// Clients are ClientKeys read, each with what it may reach
+	// (KeyRules, from CLIENT_KEY_<NAME>_ROUTES and _ACCOUNTS).
+	Clients  []proxy.ClientKey  `env:"-"`
+	KeyRules map[string]KeyRule `env:"-"`
 
 	Routes []Route `env:"-"`
 	// SecretFiles are the secret variables read from files (X_FILE) and
@@ -210,21 +215,19 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		c.Routes = append(c.Routes, r)
 		c.SecretFiles = append(c.SecretFiles, r.credentialFiles()...)
 	}
-	c.Warnings = mistyped(environ, c.Routes)
-	return &c, nil
-}
-
-// ClientKeys are the CLIENT_KEYS given, split at commas, trimmed; a key
-// shorter than 16 characters is refused.
-func ClientKeys(given []string) ([]string, error) {
-	keys := make([]string, 0, len(given))
-	for i, k := range given {
-		if k = strings.TrimSpace(k); len(k) < 16 {
-			return nil, fmt.Errorf("key %d is shorter than 16 characters; make keys with: openssl rand -base64 24", i+1)
-		}
-		keys = append(keys, k)
+	rules, ruleVariables, err := parseKeyRules(environ, names)
+	if err != nil {
+		return nil, err
 	}
-	return keys, nil
+	if c.Clients, err = ClientKeys(c.ClientKeys, rules); err != nil {
+		return nil, fmt.Errorf("CLIENT_KEYS: %w", err)
+	}
+	if err := checkRulesHaveKeys(rules, c.Clients); err != nil {
+		return nil, err
+	}
+	c.KeyRules = rules
+	c.Warnings = mistyped(environ, c.Routes, ruleVariables)
+	return &c, nil
 }
 
 // RoutePrefix is the prefix of a route's variables: the name upper-cased,
@@ -284,11 +287,6 @@ func (c *Config) check() error {
 	if c.ShutdownDelay < 0 {
 		return fmt.Errorf("SHUTDOWN_DELAY: must not be negative, got %s", c.ShutdownDelay)
 	}
-	keys, err := ClientKeys(c.ClientKeys)
-	if err != nil {
-		return fmt.Errorf("CLIENT_KEYS: %w", err)
-	}
-	c.ClientKeys = keys
 	if c.ListenAddr == "" {
 		return errors.New("LISTEN_ADDR: must not be empty")
 	}

@@ -58,8 +58,11 @@ func checkControlCharacters(environ map[string]string, names []string, prefix st
 // mistyped lists warnings about variables under a route's prefix that no
 // route setting has, and variables a typo away from one of the sidecar's own
 // names, each with the nearest known name.
-func mistyped(environ map[string]string, routes []Route) []string {
+func mistyped(environ map[string]string, routes []Route, read []string) []string {
 	known := map[string]bool{}
+	for _, n := range read {
+		known[n] = true
+	}
 	global := knownGlobal()
 	for _, n := range global {
 		known[n] = true

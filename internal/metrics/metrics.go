@@ -28,6 +28,7 @@ type Metrics struct {
 	storeDataLost   prometheus.Counter
 	aborted         *prometheus.CounterVec
 	secretFiles     *prometheus.CounterVec
+	denied          *prometheus.CounterVec
 }
 
 // New registers the collectors, the Go runtime's and the process's among
@@ -85,13 +86,17 @@ func New() *Metrics {
 			Name: "authsidecar_store_data_lost_total",
 			Help: "Times this replica found that the shared store had lost its data (a restart without persistence, a failover, FLUSHALL) and held rotating refreshes back while the fleet wrote its tokens back.",
 		}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_denied_requests_total",
+			Help: "Calls refused (403) because the caller's client key may not call the route (reason route) or use the account (reason account).",
+		}, []string{"route", "reason"}),
 		unknownRoutes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authsidecar_unknown_route_requests_total",
 			Help: "Calls to a route that is not configured (a typo in a caller's URL, or a scan).",
 		}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.replays, m.refreshes, m.refreshDuration,
-		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost, m.aborted, m.secretFiles,
+		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost, m.aborted, m.secretFiles, m.denied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -135,6 +140,9 @@ func (m *Metrics) Aborted(route, reason string) { m.aborted.WithLabelValues(rout
 
 // StoreDataLost records that the shared store lost its data.
 func (m *Metrics) StoreDataLost() { m.storeDataLost.Inc() }
+
+// Denied records a call its client key may not make.
+func (m *Metrics) Denied(route, reason string) { m.denied.WithLabelValues(route, reason).Inc() }
 
 // UnknownRoute records a call to a route that is not configured.
 func (m *Metrics) UnknownRoute() { m.unknownRoutes.Inc() }
