@@ -237,7 +237,11 @@ func operate(cmd, route string, more ...string) error {
 		defer cancel()
 		return a.PrintToken(ctx, route, os.Stdout)
 	case "accounts-list":
-		return a.ListAccounts(ctx, route, os.Stdout)
+		names, err := a.ListAccounts(ctx, route)
+		for _, n := range names {
+			fmt.Println(n)
+		}
+		return err
 	case "accounts-add":
 		if cfg.RedisURL == "" && cfg.TokenStorePath == "" {
 			return errors.New("accounts live in the token store, which this process would forget: set REDIS_URL or TOKEN_STORE_PATH as the sidecar has them")

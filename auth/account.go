@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 )
@@ -24,6 +25,9 @@ func CheckAccountName(name string) error {
 	}
 	return nil
 }
+
+// ErrNoAccounts is the answer for a route whose grant cannot have accounts.
+var ErrNoAccounts = errors.New("the route's grant has no accounts (they need an OAuth2 grant)")
 
 // UnknownAccountError says a call named an account the route does not have.
 type UnknownAccountError struct{ Route, Account string }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -30,13 +31,25 @@ type errorBody struct {
 	Routes            []string `json:"routes,omitempty"`
 }
 
+// UnknownRouteError is an operation on a route that is not configured.
+type UnknownRouteError struct {
+	Name       string
+	Configured []string
+}
+
+func (e *UnknownRouteError) Error() string {
+	return fmt.Sprintf("no route %q (configured: %v)", e.Name, e.Configured)
+}
+
 // WriteError answers a call the sidecar refuses itself, in the shape of
 // every error it answers: a stable code, the route, and a message for people.
 func WriteError(w http.ResponseWriter, status int, code, route, message string) {
-	writeJSON(w, status, errorBody{Error: code, Route: route, Message: message})
+	WriteJSON(w, status, errorBody{Error: code, Route: route, Message: message})
 }
 
-func writeJSON(w http.ResponseWriter, status int, body any) {
+// WriteJSON answers body as JSON, never cached: every answer the sidecar
+// makes itself.
+func WriteJSON(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -64,13 +77,13 @@ func (e *Engine) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &te):
 		e.tokenError(w, route, te.err)
 	case errors.As(err, &be):
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request_body", Route: route, Message: err.Error()})
+		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request_body", Route: route, Message: err.Error()})
 	case isTimeout(err):
 		e.log.Warn("upstream timed out", zap.String("route", route), zap.Error(err))
-		writeJSON(w, http.StatusGatewayTimeout, errorBody{Error: "upstream_timeout", Route: route, Message: err.Error()})
+		WriteJSON(w, http.StatusGatewayTimeout, errorBody{Error: "upstream_timeout", Route: route, Message: err.Error()})
 	default:
 		e.log.Warn("upstream unreachable", zap.String("route", route), zap.Error(err))
-		writeJSON(w, http.StatusBadGateway, errorBody{Error: "upstream_unreachable", Route: route, Message: err.Error()})
+		WriteJSON(w, http.StatusBadGateway, errorBody{Error: "upstream_unreachable", Route: route, Message: err.Error()})
 	}
 }
 
@@ -83,7 +96,7 @@ func (e *Engine) tokenError(w http.ResponseWriter, route string, err error) {
 	var unknown *auth.UnknownAccountError
 	if errors.As(err, &unknown) {
 		body.Error = "unknown_account"
-		writeJSON(w, http.StatusNotFound, body)
+		WriteJSON(w, http.StatusNotFound, body)
 		return
 	}
 	switch auth.KindOf(err) {
@@ -106,7 +119,7 @@ func (e *Engine) tokenError(w http.ResponseWriter, route string, err error) {
 		body.RetryAfterSeconds = secs
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	writeJSON(w, status, body)
+	WriteJSON(w, status, body)
 }
 
 func isTimeout(err error) bool {

@@ -28,6 +28,9 @@ type Options struct {
 	Routes Routes
 	// OAuth, when set, serves /oauth/ (the consent flow).
 	OAuth http.Handler
+	// Admin, when set, serves /admin/ (the operator's API, which checks
+	// the admin token itself).
+	Admin http.Handler
 	// Detail, when set, adds to /readyz's answer; verbose is ?verbose.
 	Detail func(verbose bool) map[string]any
 	// ClientKeys, when set, are the keys a caller must present in the
@@ -49,6 +52,7 @@ type Options struct {
 type Handler struct {
 	routes     Routes
 	oauth      http.Handler
+	admin      http.Handler
 	detail     func(verbose bool) map[string]any
 	metrics    http.Handler
 	observer   Observer
@@ -68,6 +72,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		routes:   opts.Routes,
 		oauth:    opts.OAuth,
+		admin:    opts.Admin,
 		detail:   opts.Detail,
 		metrics:  opts.Metrics,
 		observer: opts.Observer,
@@ -95,7 +100,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, client *ClientKey
 	h.observer.Denied(route, reason)
 	h.log.Warn("call denied", zap.String("route", route), zap.String("client", client.Name),
 		zap.String("reason", why), requestID(r))
-	writeJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Route: route, Message: why})
+	WriteJSON(w, http.StatusForbidden, errorBody{Error: "forbidden", Route: route, Message: why})
 }
 
 // refuseBody is for an answer given without reading the caller's body: the
@@ -153,7 +158,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	escaped := r.URL.EscapedPath()
 	switch escaped {
 	case "/healthz":
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+		WriteJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 		return
 	case "/readyz", "/status":
 		// /status is /readyz?verbose: each route's state at a glance.
@@ -167,7 +172,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h.notReady.Load() {
 			body["ready"], body["reason"], status = false, "shutting down", http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, body)
+		WriteJSON(w, status, body)
 		return
 	}
 	if escaped == "/metrics" && h.metrics != nil {
@@ -179,10 +184,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.oauth.ServeHTTP(w, r)
 		return
 	}
+	if ok && name == "admin" && h.admin != nil {
+		h.admin.ServeHTTP(w, r)
+		return
+	}
 	client := h.client(r)
 	if client == nil {
 		refuseBody(w, r)
-		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "client_key_required",
+		WriteJSON(w, http.StatusUnauthorized, errorBody{Error: "client_key_required",
 			Message: "this sidecar serves only callers that present one client key in the " + ClientKeyHeader + " header"})
 		return
 	}
@@ -195,7 +204,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.observer.UnknownRoute()
 		h.log.Info("unknown route", zap.String("path", redactedTarget(escaped, r.URL.RawQuery)),
 			zap.String("method", r.Method), requestID(r))
-		writeJSON(w, http.StatusNotFound, errorBody{
+		WriteJSON(w, http.StatusNotFound, errorBody{
 			Error:   "unknown_route",
 			Message: fmt.Sprintf("no route %q; calls go to /ROUTE/path", name),
 			Routes:  routesFor(client, h.routes.Names()),
@@ -208,19 +217,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodConnect {
 		refuseBody(w, r)
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Route: name, Message: "CONNECT is not proxied"})
+		WriteJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed", Route: name, Message: "CONNECT is not proxied"})
 		return
 	}
 	confined, err := confinePath(rest)
 	if err != nil {
 		refuseBody(w, r)
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
+		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
 		return
 	}
 	account, asked, err := accountOf(r)
 	if err != nil {
 		refuseBody(w, r)
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_account", Route: name, Message: err.Error()})
+		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "bad_account", Route: name, Message: err.Error()})
 		return
 	}
 	if !client.mayUse(account, asked) {
@@ -237,7 +246,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target, err := upstreamURL(rt.upstream, confined, r.URL.RawQuery)
 	if err != nil {
 		refuseBody(w, r)
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
+		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "bad_path", Route: name, Message: err.Error()})
 		return
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/authsidecar/authsidecar/auth"
 )
@@ -33,20 +32,16 @@ func (a *App) AddAccount(ctx context.Context, route, name, token string, accessO
 	return rt.Accounts.Add(ctx, name, tok)
 }
 
-// ListAccounts writes route's accounts, one per line.
-func (a *App) ListAccounts(ctx context.Context, route string, out io.Writer) error {
+// ListAccounts is route's accounts, sorted.
+func (a *App) ListAccounts(ctx context.Context, route string) ([]string, error) {
 	rt, ok := a.routes.Get(route)
 	if !ok {
-		return a.routes.Unknown(route)
+		return nil, a.routes.Unknown(route)
 	}
-	names, err := rt.Accounts.List(ctx)
-	if err != nil {
-		return err
+	if !rt.Accounts.Enabled() {
+		return nil, fmt.Errorf("route %s: %w", route, auth.ErrNoAccounts)
 	}
-	for _, n := range names {
-		fmt.Fprintln(out, n)
-	}
-	return nil
+	return rt.Accounts.List(ctx)
 }
 
 // RevokeAccount revokes account name's token at the vendor and removes the

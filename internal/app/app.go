@@ -16,6 +16,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/admin"
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/internal/consent"
@@ -45,6 +46,7 @@ type App struct {
 	routes   *route.Table
 	deps     route.Deps // what a route rebuilt for a changed secret file gets
 	consent  *consent.Flow
+	admin    *admin.Token
 	handler  *proxy.Handler
 	// sealer seals what leaves the process; nil for the in-process store.
 	sealer *cache.Sealer
@@ -117,7 +119,8 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 			zap.String("grant", string(r.GrantType)),
 			zap.String("upstream", r.Upstream.Redacted()))
 	}
-	a.consent = consent.NewFlow(a.routes.Consent, a.store, cfg.AdminToken, a.clock, log.Named("consent"))
+	a.admin = admin.NewToken(cfg.AdminToken)
+	a.consent = consent.NewFlow(a.routes.Consent, a.store, a.admin, a.clock, log.Named("consent"))
 	for _, rule := range cfg.KeyRules {
 		if len(rule.Accounts) > 0 {
 			a.consent.RequireAdminForAccounts(true)
@@ -126,6 +129,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	a.handler, err = proxy.New(proxy.Options{
 		Routes:          a.routes,
 		OAuth:           a.consent,
+		Admin:           &admin.API{Token: a.admin, Accounts: a},
 		Detail:          a.readyDetail,
 		ClientKeys:      cfg.Clients,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,

@@ -112,7 +112,7 @@ func (a *App) applySecret(ctx context.Context, f config.SecretFile, value string
 		}
 		a.handler.SetClientKeys(keys)
 	case "ADMIN_TOKEN":
-		a.consent.SetAdminToken(value)
+		a.admin.Set(value)
 	case "TOKEN_ENCRYPTION_KEY", "TOKEN_ENCRYPTION_KEY_PREVIOUS":
 		if a.sealer == nil {
 			return nil

@@ -20,6 +20,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/admin"
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/vendortext"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -100,11 +101,11 @@ type Flow struct {
 	lookup func(name string) (*Route, bool)
 	// states keeps pending states, so consent started through one replica
 	// can finish through another.
-	states     cache.Store
-	adminToken atomic.Pointer[string]
-	log        *zap.Logger
-	clock      clock.Clock
-	pending    pendingStates
+	states  cache.Store
+	admin   *admin.Token
+	log     *zap.Logger
+	clock   clock.Clock
+	pending pendingStates
 	// accountsNeedAdmin: consent for an account needs ADMIN_TOKEN, and is
 	// refused without one, because client keys restrict accounts to
 	// tenants (a tenant must not connect its vendor account under a name
@@ -117,24 +118,17 @@ type Flow struct {
 // adminToken set, starting consent needs it; without, consent is refused
 // for a route whose connection works, so nobody can swap the sidecar onto
 // their own account.
-func NewFlow(lookup func(name string) (*Route, bool), states cache.Store, adminToken string, now clock.Clock, log *zap.Logger) *Flow {
+func NewFlow(lookup func(name string) (*Route, bool), states cache.Store, adminToken *admin.Token, now clock.Clock, log *zap.Logger) *Flow {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	f := &Flow{lookup: lookup, states: states, log: log, clock: now,
+	return &Flow{lookup: lookup, states: states, admin: adminToken, log: log, clock: now,
 		pending: pendingStates{byRoute: map[string][]time.Time{}}}
-	f.SetAdminToken(adminToken)
-	return f
 }
 
 // RequireAdminForAccounts makes consent for an account need ADMIN_TOKEN:
 // set when client keys restrict accounts to tenants.
 func (c *Flow) RequireAdminForAccounts(on bool) { c.accountsNeedAdmin.Store(on) }
-
-// SetAdminToken replaces the operator's ADMIN_TOKEN (as its file changed).
-func (c *Flow) SetAdminToken(token string) {
-	c.adminToken.Store(&token)
-}
 
 func (c *Flow) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/oauth/")
@@ -174,20 +168,20 @@ func (c *Flow) start(w http.ResponseWriter, r *http.Request, route *Route) {
 		page(w, http.StatusNotFound, "No accounts", err.Error())
 		return
 	}
-	admin := *c.adminToken.Load()
-	if admin == "" && account != "" && c.accountsNeedAdmin.Load() {
+	operator := c.admin.Configured()
+	if !operator && account != "" && c.accountsNeedAdmin.Load() {
 		page(w, http.StatusForbidden, "Not allowed", "Client keys on this sidecar restrict accounts to tenants, so connecting an account needs the operator: set ADMIN_TOKEN on the sidecar and start again with it.")
 		return
 	}
-	if admin != "" {
-		if !c.adminPresented(r, admin) {
+	if operator {
+		if !c.admin.Presented(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="authsidecar consent", charset="UTF-8"`)
 			page(w, http.StatusUnauthorized, "Not allowed", "Starting consent ("+what(route, account)+") needs the operator's ADMIN_TOKEN (as the password).")
 			return
 		}
 	}
 	started := startedByOperator
-	if admin == "" {
+	if !operator {
 		if started, err = c.unconnected(r.Context(), route, account, keeper); err != nil {
 			var f *failure
 			if !errors.As(err, &f) {
@@ -237,20 +231,6 @@ func (c *Flow) unconnected(ctx context.Context, route *Route, account string, ke
 	}
 	return startedUnconnected + connection, nil
 }
-
-// adminPresented checks the operator's ADMIN_TOKEN, given as the Basic
-// password (a browser asks for it) or in the AdminTokenHeader. Never from
-// the query string: it would end up in history, logs and Referer headers.
-func (c *Flow) adminPresented(r *http.Request, admin string) bool {
-	presented := r.Header.Get(AdminTokenHeader)
-	if _, pass, ok := r.BasicAuth(); ok {
-		presented = pass
-	}
-	return presented != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(admin)) == 1
-}
-
-// AdminTokenHeader carries the operator's ADMIN_TOKEN for programs.
-const AdminTokenHeader = "X-Authsidecar-Admin-Token"
 
 // authorizeURL is where a person is sent to consent: the vendor's authorize
 // endpoint with client_id, redirect_uri, response_type=code and state.

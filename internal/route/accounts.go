@@ -50,9 +50,6 @@ type liveAccount struct {
 // see BenchmarkIdleAccounts).
 const maxLiveAccounts = 1024
 
-// ErrNoAccounts is the answer for a route whose grant cannot have accounts.
-var ErrNoAccounts = errors.New("the route's grant has no accounts (they need an OAuth2 grant with refresh tokens)")
-
 func newAccounts(r *Route, routeKey, consentPath string, d Deps) *Accounts {
 	a := &Accounts{route: r.Name, own: r.Keeper, base: r.Grant, consent: consentPath, routeKey: routeKey, d: d,
 		live: map[string]*list.Element{}}
@@ -120,7 +117,7 @@ func (a *Accounts) Keeper(ctx context.Context, name string) (*auth.Keeper, error
 // consent stores a new account's first token through (then Enlist).
 func (a *Accounts) Pending(name string) (consent.Keeper, error) {
 	if !a.enabled {
-		return nil, fmt.Errorf("route %s: %w", a.route, ErrNoAccounts)
+		return nil, fmt.Errorf("route %s: %w", a.route, auth.ErrNoAccounts)
 	}
 	if err := auth.CheckAccountName(name); err != nil {
 		return nil, err

@@ -11,7 +11,7 @@ import (
 
 // reservedNames are the first path segments the sidecar's handler serves
 // itself; no route may take them.
-var reservedNames = []string{"healthz", "readyz", "oauth", "metrics", "status"}
+var reservedNames = []string{"healthz", "readyz", "oauth", "metrics", "status", "admin"}
 
 // namePattern is what a route name may be: it is the first path segment of
 // every call and part of environment variable names.

@@ -118,5 +118,5 @@ func (t *Table) Consent(name string) (*consent.Route, bool) {
 
 // Unknown is the error for a route name the table does not hold.
 func (t *Table) Unknown(name string) error {
-	return fmt.Errorf("no route %q (configured: %v)", name, t.Names())
+	return &proxy.UnknownRouteError{Name: name, Configured: t.Names()}
 }
