@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/internal/metrics"
 )
 
 // AddAccount imports account name on route with an operator's token: a
@@ -68,4 +69,22 @@ func (a *App) RevokeAccount(ctx context.Context, route, name string) (revoked bo
 		}
 	}
 	return revoked, rt.Accounts.Remove(ctx, name)
+}
+
+// accountCounts is every route's accounts, for the gauges: read from the
+// store, briefly, at each scrape.
+func (a *App) accountCounts() []metrics.AccountCount {
+	var counts []metrics.AccountCount
+	for _, rt := range a.routes.All() {
+		if !rt.Accounts.Enabled() {
+			continue
+		}
+		c := metrics.AccountCount{Route: rt.Name, Held: rt.Accounts.Live()}
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+		names, err := rt.Accounts.List(ctx)
+		cancel()
+		c.Stored, c.StoredKnown = len(names), err == nil
+		counts = append(counts, c)
+	}
+	return counts
 }

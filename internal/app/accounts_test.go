@@ -71,6 +71,12 @@ func TestAccountsBehindOneRoute(t *testing.T) {
 	if list, err := a.ListAccounts(ctx, "api"); err != nil || strings.Join(list, ",") != "alice,bob" {
 		t.Fatalf("list: %q %v", list, err)
 	}
+	metrics := string(call(t, "GET", side+"/metrics", nil, nil).body)
+	for _, want := range []string{`authsidecar_accounts{route="api"} 2`, `authsidecar_accounts_in_memory{route="api"} 2`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	if _, err := a.RevokeAccount(ctx, "api", "bob"); err != nil {
 		t.Fatal(err)
 	}

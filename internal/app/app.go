@@ -119,6 +119,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 			zap.String("grant", string(r.GrantType)),
 			zap.String("upstream", r.Upstream.Redacted()))
 	}
+	a.metrics.CountAccounts(a.accountCounts)
 	a.admin = admin.NewToken(cfg.AdminToken)
 	a.consent = consent.NewFlow(a.routes.Consent, a.store, a.admin, a.clock, log.Named("consent"))
 	for _, rule := range cfg.KeyRules {
