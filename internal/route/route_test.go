@@ -27,7 +27,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-func build(t *testing.T, env map[string]string, store cache.LockingStore) (*Table, error) {
+func build(t testing.TB, env map[string]string, store cache.LockingStore) (*Table, error) {
 	t.Helper()
 	cfg, err := config.LoadFrom(env)
 	if err != nil {
