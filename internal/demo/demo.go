@@ -42,6 +42,9 @@ type Command struct {
 	Header map[string]string
 }
 
+// demoCustomers are the viewneo accounts the demo adds.
+var demoCustomers = []string{"acme", "globex"}
+
 const (
 	clientID     = "demo-client"
 	clientSecret = "demo-secret"
@@ -100,6 +103,14 @@ func Start(ln net.Listener, log *zap.Logger) (*Demo, error) {
 	if err == nil {
 		d.App, err = app.New(cfg, log)
 	}
+	// Two of your customers' viewneo accounts behind the same route, as
+	// `authsidecar accounts add` or consent with ?account= would add them.
+	for _, customer := range demoCustomers {
+		if err != nil {
+			break
+		}
+		err = d.App.AddAccount(context.Background(), "viewneo", customer, viewneo.IssueRefreshTokenFor(customer+"@customer.example"), false)
+	}
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("configuring the demo sidecar: %w", err)
@@ -108,6 +119,10 @@ func Start(ln net.Listener, log *zap.Logger) (*Demo, error) {
 	d.Emulators = urls
 	d.Commands = []Command{
 		{What: "viewneo playlists (Bearer token from a refresh token; rotated on every refresh)", Method: "GET", Path: "/viewneo/api/v1.0/playlist"},
+		{What: "the same route for your customer acme: X-Authsidecar-Account picks its own viewneo account (the emulator says whose token it saw)", Method: "GET", Path: "/viewneo/api/v1.0/playlist",
+			Header: map[string]string{"X-Authsidecar-Account": "acme"}},
+		{What: "…and for globex, side by side", Method: "GET", Path: "/viewneo/api/v1.0/playlist",
+			Header: map[string]string{"X-Authsidecar-Account": "globex"}},
 		{What: "movingimage videos (JSON login, JWT expiry, refresh per VideoManager)", Method: "GET", Path: "/movingimage/v1/vms/1001/videos"},
 		{What: "Veem (client credentials with Basic; X-Request-Id passes unchanged, so a second run gets Veem's 409 for a reused id)", Method: "POST", Path: "/veem/veem/v1.1/payments",
 			Header: map[string]string{"X-Request-Id": "6f1c9c64-2a4e-4d5b-8e1e-3b0b6c2d9a10", "Content-Type": "application/json"}},

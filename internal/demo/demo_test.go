@@ -46,6 +46,8 @@ func TestDemoCommandsWork(t *testing.T) {
 		contains string
 	}{
 		{200, `"vendor":"viewneo"`},
+		{200, `"user":"acme@customer.example"`},
+		{200, `"user":"globex@customer.example"`},
 		{200, `"vendor":"movingimage"`},
 		{200, `"vendor":"veem"`},
 		{502, `"consent_url":"/oauth/viadeo/start"`},

@@ -32,11 +32,16 @@ func (v *Viewneo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/oauth/token":
 		v.token(w, r)
 	case strings.HasPrefix(r.URL.Path, "/api/"):
-		if _, ok := v.CheckAccess(issuer.Bearer(r)); !ok {
+		issued, ok := v.CheckAccess(issuer.Bearer(r))
+		if !ok {
 			issuer.WriteJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthenticated."})
 			return
 		}
-		issuer.WriteEcho(w, r, "viewneo")
+		user, _ := strings.CutPrefix(issued.Family, userFamily)
+		if user == issued.Family {
+			user = ""
+		}
+		issuer.WriteEchoFor(w, r, "viewneo", user)
 	default:
 		http.NotFound(w, r)
 	}
@@ -101,8 +106,17 @@ func (v *Viewneo) issue(w http.ResponseWriter, kind, family string) {
 
 // IssueRefreshToken returns a refresh token as if a user had consented
 // earlier, for VIEWNEO_REFRESH_TOKEN.
-func (v *Viewneo) IssueRefreshToken() string {
+func (v *Viewneo) IssueRefreshToken() string { return v.issueRefresh(issuer.RandomToken("f-")) }
+
+// IssueRefreshTokenFor is IssueRefreshToken for a named user, whom the API
+// then names in its answers (to show whose account a call used).
+func (v *Viewneo) IssueRefreshTokenFor(user string) string { return v.issueRefresh(userFamily + user) }
+
+// userFamily marks the token families of named users.
+const userFamily = "user:"
+
+func (v *Viewneo) issueRefresh(family string) string {
 	rt := issuer.RandomToken("def50200")
-	v.AddRefresh(rt, issuer.RandomToken("f-"), issuer.Expiry(v.Now(), v.o.RefreshLifetime))
+	v.AddRefresh(rt, family, issuer.Expiry(v.Now(), v.o.RefreshLifetime))
 	return rt
 }

@@ -69,16 +69,21 @@ type Echo struct {
 	Header     http.Header `json:"header"`
 	BodyLen    int64       `json:"body_len"`
 	BodySHA256 string      `json:"body_sha256"`
+	// User is whose token the call carried, when the vendor knows users.
+	User string `json:"user,omitempty"`
 }
 
 // WriteEcho answers r with its Echo.
-func WriteEcho(w http.ResponseWriter, r *http.Request, vendor string) {
+func WriteEcho(w http.ResponseWriter, r *http.Request, vendor string) { WriteEchoFor(w, r, vendor, "") }
+
+// WriteEchoFor answers r with its Echo, saying it carried user's token.
+func WriteEchoFor(w http.ResponseWriter, r *http.Request, vendor, user string) {
 	h := sha256.New()
 	n, _ := io.Copy(h, r.Body)
 	WriteJSON(w, http.StatusOK, Echo{
 		Vendor: vendor, Method: r.Method, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath,
 		RequestURI: r.RequestURI, Query: r.URL.RawQuery, Header: r.Header,
-		BodyLen: n, BodySHA256: hex.EncodeToString(h.Sum(nil)),
+		BodyLen: n, BodySHA256: hex.EncodeToString(h.Sum(nil)), User: user,
 	})
 }
 
