@@ -75,6 +75,16 @@ REDIS_KEY_PREFIX: {{ .Values.redis.keyPrefix | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* What each named client key (NAME:KEY in the Secret) may reach. */}}
+{{- range $name := keys (.Values.clientKeys.tenants | default dict) | sortAlpha }}
+{{- $var := printf "CLIENT_KEY_%s" ($name | upper | replace "-" "_") }}
+{{- with (index $.Values.clientKeys.tenants $name).routes }}
+{{ $var }}_ROUTES: {{ join "," . | quote }}
+{{- end }}
+{{- with (index $.Values.clientKeys.tenants $name).accounts }}
+{{ $var }}_ACCOUNTS: {{ join "," . | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Fails rendering with a clear message when Secrets are missing. */}}
