@@ -73,7 +73,10 @@ func (e *Engine) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 
 	var te *tokenError
 	var be *bodyError
+	var rl *RateLimitedError
 	switch {
+	case errors.As(err, &rl):
+		writeRateLimited(w, rl)
 	case errors.As(err, &te):
 		e.tokenError(w, route, te.err)
 	case errors.As(err, &be):

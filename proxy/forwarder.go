@@ -30,6 +30,8 @@ type Route struct {
 	// Transport, when set, is the route's own way upstream (a client
 	// certificate of its own); nil: the engine's.
 	Transport http.RoundTripper
+	// Limiter, when set, holds calls back from the upstream.
+	Limiter Limiter
 }
 
 // Forwarder sends one route's calls upstream: an httputil.ReverseProxy whose
@@ -119,6 +121,7 @@ func (e *Engine) Forwarder(r Route) (*Forwarder, error) {
 			base:    cmp.Or(r.Transport, e.transport),
 			pool:    e.pool,
 			refused: r.Refused,
+			limiter: r.Limiter,
 		},
 		// Streamed answers (SSE, chunked, downloads) reach the caller as
 		// they arrive.

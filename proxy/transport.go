@@ -53,6 +53,7 @@ type tokenTransport struct {
 	pool   *bufferPool
 	// refused recognizes refusals of the token that are not 401s.
 	refused func(status int, head []byte) bool
+	limiter Limiter // nil: none
 }
 
 // tokenError is a failure to get a token, on its way to the ErrorHandler.
@@ -70,6 +71,15 @@ func (e *bodyError) Unwrap() error { return e.err }
 func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	call := callFrom(ctx)
+	account, _ := AccountFrom(ctx)
+	if t.limiter != nil {
+		if err := t.limiter.Admit(ctx, account); err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
+	}
 
 	// Keep the body for a replay when it is small enough; a body whose
 	// declared length is over the limit is not even looked at.
@@ -189,6 +199,10 @@ func (t *tokenTransport) attempt(req *http.Request, accessToken string, kept *re
 	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		return nil, withoutSecret(upstreamError(err), accessToken)
+	}
+	if t.limiter != nil {
+		account, _ := AccountFrom(req.Context())
+		t.limiter.Answered(req.Context(), account, resp)
 	}
 	return resp, nil
 }

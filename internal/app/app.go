@@ -21,6 +21,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/internal/consent"
 	"github.com/authsidecar/authsidecar/internal/metrics"
+	"github.com/authsidecar/authsidecar/internal/ratelimit"
 	"github.com/authsidecar/authsidecar/internal/route"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -107,6 +108,10 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin, UpstreamTimeout: cfg.UpstreamTimeout,
 		Clock: a.clock, Logger: log.Named("auth"), Observer: a.metrics,
 		Recovery: a.recovery, StoreLost: storeLost,
+		RateObserver: a.metrics, StoreTimeout: cfg.StoreTimeout,
+	}
+	if a.redis != nil {
+		a.deps.Shared = a.redis
 	}
 	a.routes, err = route.Build(cfg.Routes, a.deps)
 	if err != nil {
@@ -120,6 +125,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 			zap.String("upstream", r.Upstream.Redacted()))
 	}
 	a.metrics.CountAccounts(a.accountCounts)
+	a.metrics.WatchCooldowns(a.cooldowns)
 	a.admin = admin.NewToken(cfg.AdminToken)
 	a.consent = consent.NewFlow(a.routes.Consent, a.store, a.admin, a.clock, log.Named("consent"))
 	for _, rule := range cfg.KeyRules {
@@ -197,6 +203,30 @@ func (a *App) metricsOnMainListener() http.Handler {
 	return a.metrics.Handler()
 }
 
+// listenForCooldowns hears the pauses vendors asked of other replicas, so
+// this one holds back too; only with Redis (alone, a replica hears itself).
+func (a *App) listenForCooldowns(ctx context.Context) {
+	if a.redis == nil {
+		return
+	}
+	ratelimit.Listen(ctx, a.redis.Subscribe, func() map[string]*ratelimit.Limiter {
+		limiters := map[string]*ratelimit.Limiter{}
+		for _, rt := range a.routes.All() {
+			limiters[rt.Name] = rt.Limiter
+		}
+		return limiters
+	})
+}
+
+// cooldowns is each route's longest cool-down left, for the gauge.
+func (a *App) cooldowns() map[string]time.Duration {
+	left := map[string]time.Duration{}
+	for _, rt := range a.routes.All() {
+		left[rt.Name] = rt.Limiter.Cooldown()
+	}
+	return left
+}
+
 // Handler is the sidecar's HTTP handler.
 func (a *App) Handler() *proxy.Handler { return a.handler }
 
@@ -243,6 +273,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go a.watchStore(watchCtx, storeCheckEvery)
+	go a.listenForCooldowns(watchCtx)
 	a.files.mu.Lock()
 	a.files.warm = map[string]context.CancelFunc{}
 	for _, rt := range a.routes.All() {

@@ -49,7 +49,11 @@ func sidecar(t *testing.T, env map[string]string, clock *fakeclock.Clock) (*App,
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, zap.NewNop(), WithClock(clock.Now))
+	var opts []Option
+	if clock != nil { // nil: the wall clock
+		opts = append(opts, WithClock(clock.Now))
+	}
+	a, err := New(cfg, zap.NewNop(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/authsidecar/authsidecar/auth"
 	"github.com/authsidecar/authsidecar/cache"
+	"github.com/authsidecar/authsidecar/internal/ratelimit"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -116,8 +117,41 @@ type Route struct {
 	// be plain http:// to another host.
 	AllowInsecureTokenURL bool `env:"ALLOW_INSECURE_TOKEN_URL"`
 
+	// RateLimit is the route's own rate (10/s, 600/m), counted across
+	// the fleet; empty: none. A call held back by it, or by a cool-down
+	// the vendor asked for, waits up to RateLimitMaxWait, else is
+	// answered 429. A vendor's pause is capped at RateLimitMaxCooldown.
+	RateLimit            string        `env:"RATE_LIMIT"`
+	RateLimitMaxWait     time.Duration `env:"RATE_LIMIT_MAX_WAIT" envDefault:"0s"`
+	RateLimitMaxCooldown time.Duration `env:"RATE_LIMIT_MAX_COOLDOWN" envDefault:"5m"`
+
 	// Options are the preset's own variables, by suffix.
 	Options map[string]string `env:"-"`
+}
+
+// Rate is RateLimit read (checked at load).
+func (r Route) Rate() ratelimit.Rate {
+	if r.RateLimit == "" {
+		return ratelimit.Rate{}
+	}
+	rate, _ := ratelimit.ParseRate(r.RateLimit)
+	return rate
+}
+
+// checkRateLimit checks the route's rate-limit settings.
+func (r Route) checkRateLimit() error {
+	if r.RateLimit != "" {
+		if _, err := ratelimit.ParseRate(r.RateLimit); err != nil {
+			return fmt.Errorf("%sRATE_LIMIT: %w", r.Prefix, err)
+		}
+	}
+	if r.RateLimitMaxWait < 0 {
+		return fmt.Errorf("%sRATE_LIMIT_MAX_WAIT: must not be negative, got %s", r.Prefix, r.RateLimitMaxWait)
+	}
+	if r.RateLimitMaxCooldown <= 0 {
+		return fmt.Errorf("%sRATE_LIMIT_MAX_COOLDOWN: must be a positive duration such as 5m, got %s", r.Prefix, r.RateLimitMaxCooldown)
+	}
+	return nil
 }
 
 // Settings is the route's settings in auth's terms, before the preset's
@@ -192,6 +226,9 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		}
 		c.SecretFiles = append(c.SecretFiles, files...)
 		if err := parse(&r, env.Options{Environment: environ, Prefix: r.Prefix}); err != nil {
+			return nil, err
+		}
+		if err := r.checkRateLimit(); err != nil {
 			return nil, err
 		}
 		if r.Preset == "" {

@@ -60,6 +60,9 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"ROUTES": "a", "LOG_FORMAT": "xml"}, "LOG_FORMAT"},
 		{map[string]string{"ROUTES": "a", "FORWARDED_HEADERS": "maybe"}, "FORWARDED_HEADERS"},
 		{map[string]string{"ROUTES": "a", "A_PRESET": "nosuch"}, "A_PRESET"},
+		{map[string]string{"ROUTES": "a", "A_RATE_LIMIT": "10"}, "A_RATE_LIMIT"},
+		{map[string]string{"ROUTES": "a", "A_RATE_LIMIT_MAX_WAIT": "-1s"}, "A_RATE_LIMIT_MAX_WAIT"},
+		{map[string]string{"ROUTES": "a", "A_RATE_LIMIT_MAX_COOLDOWN": "0s"}, "A_RATE_LIMIT_MAX_COOLDOWN"},
 	}
 	for _, tt := range tests {
 		_, err := LoadFrom(tt.env)

@@ -29,6 +29,7 @@ type Metrics struct {
 	aborted         *prometheus.CounterVec
 	secretFiles     *prometheus.CounterVec
 	denied          *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
 }
 
 // New registers the collectors, the Go runtime's and the process's among
@@ -90,13 +91,17 @@ func New() *Metrics {
 			Name: "authsidecar_denied_requests_total",
 			Help: "Calls refused (403) because the caller's client key may not call the route (reason route) or use the account (reason account).",
 		}, []string{"route", "reason"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_rate_limited_requests_total",
+			Help: "Calls held back from the vendor: reason cooldown (the vendor asked for a pause) or limit (the route's RATE_LIMIT); action waited or refused (answered 429 by the sidecar).",
+		}, []string{"route", "reason", "action"}),
 		unknownRoutes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authsidecar_unknown_route_requests_total",
 			Help: "Calls to a route that is not configured (a typo in a caller's URL, or a scan).",
 		}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.replays, m.refreshes, m.refreshDuration,
-		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost, m.aborted, m.secretFiles, m.denied,
+		m.lockWaits, m.storeErrors, m.storeDegraded, m.tokenExpiry, m.unknownRoutes, m.storeDataLost, m.aborted, m.secretFiles, m.denied, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/clock"
 	"github.com/authsidecar/authsidecar/internal/config"
 	"github.com/authsidecar/authsidecar/internal/consent"
+	"github.com/authsidecar/authsidecar/internal/ratelimit"
 	"github.com/authsidecar/authsidecar/internal/tlsfiles"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -37,7 +38,10 @@ type Route struct {
 	Accounts  *Accounts
 	Forwarder *proxy.Forwarder
 	// Consent is the route's consent flow; nil when it has none.
-	Consent  *consent.Route
+	Consent *consent.Route
+	// Limiter holds the route's calls back when the vendor asks for a
+	// pause, and to the route's own rate.
+	Limiter  *ratelimit.Limiter
 	Upstream *url.URL
 }
 
@@ -56,6 +60,11 @@ type Deps struct {
 	// whether the store lost its data (nil: it cannot).
 	Recovery  *auth.Recovery
 	StoreLost func(context.Context) bool
+	// Shared is the fleet's store for rate limits and cool-downs; nil
+	// without Redis (they are then this process's).
+	Shared       ratelimit.Shared
+	RateObserver ratelimit.Observer
+	StoreTimeout time.Duration
 }
 
 // New builds the route rc describes. Every setting is checked here, so a
@@ -112,6 +121,11 @@ func New(rc config.Route, d Deps) (*Route, error) {
 	r := &Route{Name: rc.Name, Prefix: rc.Prefix, Preset: rc.Preset, GrantType: built.GrantType,
 		Grant: built.Grant, Keeper: keeper, Upstream: built.Upstream}
 	r.Accounts = newAccounts(r, built.StoreKey, settings.ConsentPath, d)
+	r.Limiter = ratelimit.New(ratelimit.Config{
+		Route: rc.Name, Rate: rc.Rate(), MaxWait: rc.RateLimitMaxWait, MaxCooldown: rc.RateLimitMaxCooldown,
+		Shared: d.Shared, Clock: d.Clock, Logger: d.Logger.Named("ratelimit"), Observer: d.RateObserver,
+		StoreTimeout: d.StoreTimeout,
+	})
 	if settings.RedirectURL != "" {
 		if r.Consent, err = consent.NewRoute(rc.Name, rc.Prefix, settings, built.Grant, keeper); err != nil {
 			return nil, err
@@ -127,6 +141,7 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		Inject:    proxy.Injection{QueryParam: built.QueryParam},
 		Refused:   built.Refused,
 		Transport: upstream,
+		Limiter:   r.Limiter,
 	})
 	if err != nil {
 		return nil, err
