@@ -182,6 +182,9 @@ func TestSharedMode(t *testing.T) {
 			for _, e := range c.Env {
 				hasClientKeys = hasClientKeys || (e.Name == "CLIENT_KEYS" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil)
 			}
+			if rate, wait := configValue(t, r, "VEEM_RATE_LIMIT"), configValue(t, r, "VEEM_RATE_LIMIT_MAX_WAIT"); rate != "10/s" || wait != "2s" {
+				t.Errorf("veem's rate limit rendered as %q, %q", rate, wait)
+			}
 			if routes, accounts := configValue(t, r, "CLIENT_KEY_ACME_ROUTES"), configValue(t, r, "CLIENT_KEY_ACME_ACCOUNTS"); routes != "viewneo" || accounts != "acme-*" {
 				t.Errorf("tenant acme's rules rendered as %q and %q", routes, accounts)
 			}
