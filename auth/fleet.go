@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/cache"
@@ -42,6 +43,10 @@ type FleetConfig struct {
 	Clock     clock.Clock
 	Logger    *zap.Logger
 	Observer  Observer
+	// Account names the route's account (empty: the route's own), and
+	// Tracer, when set, traces lock waits and token requests.
+	Account string
+	Tracer  trace.Tracer
 }
 
 // Fleet gets tokens for a fleet of replicas sharing a store, wrapping a Grant
@@ -104,6 +109,8 @@ func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok To
 		return tok, false, err
 	}
 	owner := cache.NewLockOwner()
+	var waiting trace.Span // a wait for a sibling's refresh, traced
+	defer func() { spanEnd(waiting, "done", err) }()
 	for {
 		stored, err := f.load(ctx)
 		switch {
@@ -144,6 +151,9 @@ func (f *Fleet) Obtain(ctx context.Context, prev Token, rejected string) (tok To
 			}
 			return tok, adopted, err
 		case errors.Is(err, cache.ErrLocked):
+			if waiting == nil && f.cfg.Tracer != nil {
+				_, waiting = spanStart(ctx, f.cfg.Tracer, "fleet lock wait", trace.SpanKindInternal, routeAttrs(f.cfg.Route, f.cfg.Account)...)
+			}
 			f.cfg.Observer.LockWait(f.cfg.Route)
 			select {
 			case <-ctx.Done():
@@ -238,7 +248,9 @@ func (f *Fleet) obtainWithoutStore(ctx context.Context, prev Token, storeErr err
 // fetch asks the grant. A refresh refused as invalid_grant may mean a
 // sibling rotated the refresh token meanwhile (its lock expired, or the
 // store was down): the store is read again before giving up.
-func (f *Fleet) fetch(ctx context.Context, prev Token, rejected string) (Token, bool, error) {
+func (f *Fleet) fetch(ctx context.Context, prev Token, rejected string) (_ Token, _ bool, err error) {
+	ctx, span := spanStart(ctx, f.cfg.Tracer, "token request", trace.SpanKindClient, routeAttrs(f.cfg.Route, f.cfg.Account)...)
+	defer func() { spanEnd(span, "obtained", err) }()
 	tok, err := f.cfg.Grant.Fetch(ctx, prev)
 	if err != nil && invalidGrant(err) {
 		if stored, lerr := f.load(ctx); lerr == nil {

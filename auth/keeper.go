@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
@@ -35,6 +36,11 @@ type KeeperConfig struct {
 	Clock                 clock.Clock
 	// Observer, when set, is told of refreshes and token expiry, for metrics.
 	Observer Observer
+	// Account names the route's account this keeper is for (empty: the
+	// route's own), for logs and spans.
+	Account string
+	// Tracer, when set, traces refreshes.
+	Tracer trace.Tracer
 }
 
 // Keeper keeps one route's token fresh in this process. It serves the token
@@ -67,6 +73,7 @@ type flight struct {
 	done chan struct{}
 	tok  Token
 	err  error
+	span trace.Span // the refresh's; nil when not traced
 }
 
 // NewKeeper returns a Keeper that holds no token yet; the first call to
@@ -94,7 +101,11 @@ func NewKeeper(cfg KeeperConfig) *Keeper {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Keeper{cfg: cfg, log: log.With(zap.String("route", cfg.Route))}
+	log = log.With(zap.String("route", cfg.Route))
+	if cfg.Account != "" {
+		log = log.With(zap.String("account", cfg.Account))
+	}
+	return &Keeper{cfg: cfg, log: log}
 }
 
 // Token returns a token that is valid now. When none is held it waits for a
@@ -108,15 +119,18 @@ func (k *Keeper) Token(ctx context.Context) (Token, error) {
 		if refreshDue(tok, now, k.cfg.Margin) {
 			// Failure here is logged by the refresh; the held token is
 			// still good for this call.
-			_, _ = k.startLocked(now)
+			_, _, _ = k.startLocked(ctx, now)
 		}
 		k.mu.Unlock()
 		return tok, nil
 	}
-	f, err := k.startLocked(now)
+	f, joined, err := k.startLocked(ctx, now)
 	k.mu.Unlock()
 	if err != nil {
 		return Token{}, err
+	}
+	if joined && f.span != nil {
+		linkToRefresh(ctx, f.span.SpanContext())
 	}
 	select {
 	case <-f.done:
@@ -170,7 +184,7 @@ func (k *Keeper) KeepWarm(ctx context.Context, every time.Duration) {
 		k.mu.Lock()
 		if k.cur.AccessToken != "" && (refreshDue(k.cur, now, k.cfg.Margin) || !k.cur.Valid(now)) {
 			// A failure is logged by the refresh and backs off as usual.
-			_, _ = k.startLocked(now)
+			_, _, _ = k.startLocked(context.Background(), now)
 		}
 		k.mu.Unlock()
 	}
@@ -203,29 +217,37 @@ func (k *Keeper) servable(t Token, now time.Time) bool {
 	return t.Valid(now) && t.AccessToken != k.rejected
 }
 
-// startLocked returns the refresh under way, starts one, or returns the
-// error of the last refresh while its back-off lasts, so that a crowd of
-// callers does not hammer a token endpoint that is down.
-func (k *Keeper) startLocked(now time.Time) (*flight, error) {
+// startLocked returns the refresh under way (joined), starts one, or
+// returns the error of the last refresh while its back-off lasts, so that a
+// crowd of callers does not hammer a token endpoint that is down. A refresh
+// a call starts is traced as that call's child.
+func (k *Keeper) startLocked(ctx context.Context, now time.Time) (f *flight, joined bool, err error) {
 	if k.flight != nil {
-		return k.flight, nil
+		return k.flight, true, nil
 	}
 	if k.lastErr != nil && now.Before(k.retryAt) {
-		return nil, k.lastErr
+		return nil, false, k.lastErr
 	}
-	f := &flight{done: make(chan struct{})}
+	f = &flight{done: make(chan struct{})}
+	// The refresh outlives the caller that started it: others wait on it.
+	refreshCtx := trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(ctx))
+	refreshCtx, f.span = spanStart(refreshCtx, k.cfg.Tracer, "token refresh", trace.SpanKindInternal, routeAttrs(k.cfg.Route, k.cfg.Account)...)
 	k.flight = f
-	go k.run(f, k.cur, k.rejected)
-	return f, nil
+	go k.run(refreshCtx, f, k.cur, k.rejected)
+	return f, false, nil
 }
 
-func (k *Keeper) run(f *flight, prev Token, rejected string) {
-	// The refresh outlives the caller that started it: others wait on it.
-	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.Timeout)
+func (k *Keeper) run(ctx context.Context, f *flight, prev Token, rejected string) {
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
 	defer cancel()
 	started := k.cfg.Clock.Now()
 	tok, adopted, err := k.cfg.Source.Obtain(ctx, prev, rejected)
 	now := k.cfg.Clock.Now()
+	outcome := "obtained"
+	if adopted {
+		outcome = "adopted"
+	}
+	spanEnd(f.span, outcome, err)
 
 	k.mu.Lock()
 	k.flight = nil

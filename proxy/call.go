@@ -93,6 +93,7 @@ func (h *Handler) finish(r *http.Request, name, confined string, rec *statusReco
 	if rec.status == 0 && c.upstreamStatus == http.StatusSwitchingProtocols {
 		status = http.StatusSwitchingProtocols
 	}
+	recordCall(r.Context(), name, status, c, aborted)
 	h.observer.Request(name, r.Method, status, took)
 	if c.replay != replayNone {
 		h.observer.Replay(name, c.replay.outcome(status))
@@ -113,6 +114,7 @@ func (h *Handler) finish(r *http.Request, name, confined string, rec *statusReco
 			zap.String("after_401", string(c.replay)),
 			zap.String("aborted", aborted),
 			requestID(r),
+			traceIDs(r.Context()),
 		)
 	}
 }

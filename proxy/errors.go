@@ -82,10 +82,10 @@ func (e *Engine) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &be):
 		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "bad_request_body", Route: route, Message: err.Error()})
 	case isTimeout(err):
-		e.log.Warn("upstream timed out", zap.String("route", route), zap.Error(err))
+		e.log.Warn("upstream timed out", zap.String("route", route), zap.Error(err), traceIDs(r.Context()))
 		WriteJSON(w, http.StatusGatewayTimeout, errorBody{Error: "upstream_timeout", Route: route, Message: err.Error()})
 	default:
-		e.log.Warn("upstream unreachable", zap.String("route", route), zap.Error(err))
+		e.log.Warn("upstream unreachable", zap.String("route", route), zap.Error(err), traceIDs(r.Context()))
 		WriteJSON(w, http.StatusBadGateway, errorBody{Error: "upstream_unreachable", Route: route, Message: err.Error()})
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/internal/clock"
@@ -54,8 +56,14 @@ type EngineOptions struct {
 	// ForwardedHeaders adds X-Forwarded-For/Host/Proto. Off by default: they
 	// would tell vendors about internal addresses.
 	ForwardedHeaders bool
-	Logger           *zap.Logger
-	Clock            clock.Clock
+	// Tracer, when set, traces each upstream call (and replay) as a client
+	// span; Propagator carries trace context. ForwardTraceparent lets the
+	// vendor see it (off by default: trace ids are internal).
+	Tracer             trace.Tracer
+	Propagator         propagation.TextMapPropagator
+	ForwardTraceparent bool
+	Logger             *zap.Logger
+	Clock              clock.Clock
 }
 
 // Engine is what every route's Forwarder shares: the upstream transport,
@@ -66,6 +74,9 @@ type Engine struct {
 	forwarded bool
 	log       *zap.Logger
 	clock     clock.Clock
+	tracer    trace.Tracer
+	prop      propagation.TextMapPropagator
+	fwdTrace  bool
 }
 
 // NewEngine checks opts and returns the engine routes are built on.
@@ -77,7 +88,11 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 		opts.ReplayBudgetBytes = 64 << 20
 	}
 	e := &Engine{transport: opts.Transport, pool: newBufferPool(opts.MaxReplayBytes, opts.ReplayBudgetBytes),
-		forwarded: opts.ForwardedHeaders, log: opts.Logger, clock: opts.Clock}
+		forwarded: opts.ForwardedHeaders, log: opts.Logger, clock: opts.Clock,
+		tracer: opts.Tracer, prop: opts.Propagator, fwdTrace: opts.ForwardTraceparent}
+	if e.prop == nil {
+		e.prop = propagation.TraceContext{}
+	}
 	if e.transport == nil {
 		e.transport = NewUpstreamTransport(30 * time.Second)
 	}
@@ -122,6 +137,7 @@ func (e *Engine) Forwarder(r Route) (*Forwarder, error) {
 			pool:    e.pool,
 			refused: r.Refused,
 			limiter: r.Limiter,
+			tracer:  e.tracer, propagator: e.prop, forwardTrace: e.fwdTrace,
 		},
 		// Streamed answers (SSE, chunked, downloads) reach the caller as
 		// they arrive.

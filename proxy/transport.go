@@ -10,6 +10,9 @@ import (
 	"net/url"
 	"strings"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/authsidecar/authsidecar/auth"
 )
 
@@ -54,6 +57,10 @@ type tokenTransport struct {
 	// refused recognizes refusals of the token that are not 401s.
 	refused func(status int, head []byte) bool
 	limiter Limiter // nil: none
+	// tracer, when set, traces each attempt; see trace.go.
+	tracer       trace.Tracer
+	propagator   propagation.TextMapPropagator
+	forwardTrace bool
 }
 
 // tokenError is a failure to get a token, on its way to the ErrorHandler.
@@ -180,7 +187,8 @@ func (t *tokenTransport) tokenRefused(resp *http.Response) bool {
 // attempt sends one copy of req carrying accessToken. Its body is a new
 // reader over kept when the body was kept, else streamed.
 func (t *tokenTransport) attempt(req *http.Request, accessToken string, kept *replayBuffer, streamed io.ReadCloser) (*http.Response, error) {
-	out := req.Clone(req.Context())
+	ctx, span := t.upstreamSpan(req)
+	out := req.Clone(ctx)
 	out.Trailer = req.Trailer // shared, not cloned: see the Rewrite
 	switch {
 	case kept != nil:
@@ -196,7 +204,9 @@ func (t *tokenTransport) attempt(req *http.Request, accessToken string, kept *re
 		out.GetBody = nil
 	}
 	t.inject.apply(out, accessToken)
+	t.propagate(ctx, out)
 	resp, err := t.base.RoundTrip(out)
+	endUpstreamSpan(span, resp, err)
 	if err != nil {
 		return nil, withoutSecret(upstreamError(err), accessToken)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/authsidecar/authsidecar/internal/metrics"
 	"github.com/authsidecar/authsidecar/internal/ratelimit"
 	"github.com/authsidecar/authsidecar/internal/route"
+	"github.com/authsidecar/authsidecar/internal/tracing"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -48,7 +50,11 @@ type App struct {
 	deps     route.Deps // what a route rebuilt for a changed secret file gets
 	consent  *consent.Flow
 	admin    *admin.Token
-	handler  *proxy.Handler
+	// tracing is OpenTelemetry as the OTEL_* variables set it up; served
+	// is the handler with its server spans (the handler itself when off).
+	tracing *tracing.Tracing
+	served  http.Handler
+	handler *proxy.Handler
 	// sealer seals what leaves the process; nil for the in-process store.
 	sealer *cache.Sealer
 	// redis is the Redis store under the sealing, for a new REDIS_URL;
@@ -92,7 +98,15 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		a.marker = cache.NewMarker(a.store, "marker")
 		storeLost = a.storeLost
 	}
+	if a.tracing, err = tracing.FromEnv(context.Background()); err != nil {
+		return nil, err
+	}
+	var tracer trace.Tracer // nil: off, at no cost
+	if a.tracing.Enabled {
+		tracer = a.tracing.Tracer()
+	}
 	engine, err := proxy.NewEngine(proxy.EngineOptions{
+		Tracer: tracer, Propagator: a.tracing.Propagator, ForwardTraceparent: cfg.ForwardTraceparent,
 		MaxReplayBytes:    cfg.MaxReplayBytes,
 		ReplayBudgetBytes: cfg.ReplayBudgetBytes,
 		Transport:         proxy.NewUpstreamTransport(cfg.UpstreamTimeout),
@@ -108,7 +122,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		TokenTimeout: cfg.TokenTimeout, RefreshMargin: cfg.RefreshMargin, UpstreamTimeout: cfg.UpstreamTimeout,
 		Clock: a.clock, Logger: log.Named("auth"), Observer: a.metrics,
 		Recovery: a.recovery, StoreLost: storeLost,
-		RateObserver: a.metrics, StoreTimeout: cfg.StoreTimeout,
+		RateObserver: a.metrics, StoreTimeout: cfg.StoreTimeout, Tracer: tracer,
 	}
 	if a.redis != nil {
 		a.deps.Shared = a.redis
@@ -148,11 +162,23 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	if err != nil {
 		return nil, fmt.Errorf("building proxy: %w", err)
 	}
+	a.served = a.handler
+	if a.tracing.Enabled {
+		a.served = a.tracing.ServerSpans(a.handler, a.routes.Names)
+	}
 	return a, nil
 }
 
-// Close releases what New opened: the connection to Redis.
+// Close releases what New opened: the connection to Redis, and the trace
+// exporter, after it sent what it holds.
 func (a *App) Close() error {
+	if a.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.tracing.Shutdown(ctx); err != nil {
+			a.log.Warn("sending the last traces failed", zap.Error(err))
+		}
+	}
 	if c, ok := a.store.(io.Closer); ok {
 		return c.Close()
 	}
@@ -227,8 +253,8 @@ func (a *App) cooldowns() map[string]time.Duration {
 	return left
 }
 
-// Handler is the sidecar's HTTP handler.
-func (a *App) Handler() *proxy.Handler { return a.handler }
+// Handler is the sidecar's HTTP handler, traced when tracing is on.
+func (a *App) Handler() http.Handler { return a.served }
 
 // warmCheckEvery is how often an idle route looks whether its token is due:
 // a refresh is due a minute (REFRESH_MARGIN) before expiry, or at half the
@@ -244,7 +270,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	callsCtx, endCalls := context.WithCancel(context.Background())
 	defer endCalls()
 	srv := &http.Server{
-		Handler:           a.handler,
+		Handler:           a.served,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(a.log.Named("http")),

@@ -36,9 +36,13 @@ type Config struct {
 	BodyIdleTimeout  time.Duration `env:"BODY_IDLE_TIMEOUT" envDefault:"30s"`
 	ShutdownDelay    time.Duration `env:"SHUTDOWN_DELAY" envDefault:"0s"`
 	ForwardedHeaders bool          `env:"FORWARDED_HEADERS" envDefault:"false"`
-	RedisURL         string        `env:"REDIS_URL"`
-	RedisMode        string        `env:"REDIS_MODE" envDefault:"single"`
-	RedisKeyPrefix   string        `env:"REDIS_KEY_PREFIX" envDefault:"authsidecar:"`
+	// ForwardTraceparent lets vendors see the trace context (W3C
+	// traceparent): off, the sidecar removes it, since trace ids are
+	// internal.
+	ForwardTraceparent bool   `env:"FORWARD_TRACEPARENT" envDefault:"false"`
+	RedisURL           string `env:"REDIS_URL"`
+	RedisMode          string `env:"REDIS_MODE" envDefault:"single"`
+	RedisKeyPrefix     string `env:"REDIS_KEY_PREFIX" envDefault:"authsidecar:"`
 	// TokenStorePath, when set, keeps tokens in a sealed file for a single
 	// instance, across restarts, without Redis.
 	TokenStorePath string `env:"TOKEN_STORE_PATH"`

@@ -154,7 +154,7 @@ func (a *Accounts) load(name string, known bool) *auth.Keeper {
 		consentPath = a.consent + "?account=" + name // names need no escaping
 	}
 	g, _ := auth.AccountGrant(a.base, consentPath) // enabled: it cannot fail
-	k := newKeeper(a.route, g, auth.StoreKeyForAccount(a.routeKey, name), "", a.d)
+	k := newKeeper(a.route, name, g, auth.StoreKeyForAccount(a.routeKey, name), "", a.d)
 	a.live[name] = a.lru.PushFront(&liveAccount{name: name, keeper: k, known: known})
 	for a.lru.Len() > maxLiveAccounts {
 		oldest := a.lru.Back()

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/auth"
@@ -65,6 +66,8 @@ type Deps struct {
 	Shared       ratelimit.Shared
 	RateObserver ratelimit.Observer
 	StoreTimeout time.Duration
+	// Tracer, when set, traces refreshes, lock waits and token requests.
+	Tracer trace.Tracer
 }
 
 // New builds the route rc describes. Every setting is checked here, so a
@@ -117,7 +120,7 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		}
 		return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 	}
-	keeper := newKeeper(rc.Name, built.Grant, built.StoreKey, built.LegacyStoreKey, d)
+	keeper := newKeeper(rc.Name, "", built.Grant, built.StoreKey, built.LegacyStoreKey, d)
 	r := &Route{Name: rc.Name, Prefix: rc.Prefix, Preset: rc.Preset, GrantType: built.GrantType,
 		Grant: built.Grant, Keeper: keeper, Upstream: built.Upstream}
 	r.Accounts = newAccounts(r, built.StoreKey, settings.ConsentPath, d)
@@ -149,9 +152,10 @@ func New(rc config.Route, d Deps) (*Route, error) {
 	return r, nil
 }
 
-// newKeeper is the keeper of one token: on its fleet's lock and store key,
-// so that every replica refreshes it once.
-func newKeeper(route string, grant auth.Grant, key, legacyKey string, d Deps) *auth.Keeper {
+// newKeeper is the keeper of one token — the route's own, or account's —
+// on its fleet's lock and store key, so that every replica refreshes it
+// once.
+func newKeeper(route, account string, grant auth.Grant, key, legacyKey string, d Deps) *auth.Keeper {
 	fleet := auth.NewFleet(auth.FleetConfig{
 		Route: route, Grant: grant,
 		Store: d.Store, Locker: d.Store,
@@ -162,10 +166,12 @@ func newKeeper(route string, grant auth.Grant, key, legacyKey string, d Deps) *a
 		LockTTL: d.TokenTimeout + 5*time.Second,
 		Clock:   d.Clock, Logger: d.Logger, Observer: d.Observer,
 		Recovery: d.Recovery, StoreLost: d.StoreLost,
+		Account: account, Tracer: d.Tracer,
 	})
 	return auth.NewKeeper(auth.KeeperConfig{
 		Route: route, Source: fleet,
 		Timeout: d.TokenTimeout, Margin: d.RefreshMargin,
 		Clock: d.Clock, Logger: d.Logger, Observer: d.Observer,
+		Account: account, Tracer: d.Tracer,
 	})
 }
