@@ -182,6 +182,9 @@ func TestSharedMode(t *testing.T) {
 			for _, e := range c.Env {
 				hasClientKeys = hasClientKeys || (e.Name == "CLIENT_KEYS" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil)
 			}
+			if ep, sampler := configValue(t, r, "OTEL_EXPORTER_OTLP_ENDPOINT"), configValue(t, r, "OTEL_TRACES_SAMPLER"); ep != "http://otel-collector.observability:4318" || sampler != "parentbased_traceidratio" {
+				t.Errorf("tracing rendered as endpoint %q, sampler %q", ep, sampler)
+			}
 			if rate, wait := configValue(t, r, "VEEM_RATE_LIMIT"), configValue(t, r, "VEEM_RATE_LIMIT_MAX_WAIT"); rate != "10/s" || wait != "2s" {
 				t.Errorf("veem's rate limit rendered as %q, %q", rate, wait)
 			}

@@ -66,6 +66,18 @@ SHUTDOWN_TIMEOUT: {{ .Values.config.shutdownTimeout | quote }}
 SHUTDOWN_DELAY: {{ $delay | quote }}
 FORWARDED_HEADERS: {{ .Values.config.forwardedHeaders | toString | quote }}
 REDIS_MODE: {{ .Values.redis.mode | quote }}
+FORWARD_TRACEPARENT: {{ .Values.tracing.forwardTraceparent | toString | quote }}
+{{- with .Values.tracing }}{{ if .endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .endpoint | quote }}
+OTEL_EXPORTER_OTLP_PROTOCOL: {{ .protocol | quote }}
+OTEL_SERVICE_NAME: {{ .serviceName | quote }}
+{{- with .sampler }}
+OTEL_TRACES_SAMPLER: {{ . | quote }}
+{{- end }}
+{{- with .samplerArg }}
+OTEL_TRACES_SAMPLER_ARG: {{ . | quote }}
+{{- end }}
+{{- end }}{{ end }}
 REDIS_KEY_PREFIX: {{ .Values.redis.keyPrefix | quote }}
 {{- range $name := keys .Values.routes | sortAlpha }}
 {{- $prefix := printf "%s_" ($name | upper | replace "-" "_") }}
