@@ -159,6 +159,7 @@ func serve() error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	defer func() { _ = log.Sync() }()
+	app.TuneRuntime(log)
 
 	a, err := app.New(cfg, log)
 	if err != nil {

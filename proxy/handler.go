@@ -44,8 +44,11 @@ type Options struct {
 	// BodyIdleTimeout bounds how long a caller's upload may stall between
 	// reads; zero means 30 seconds.
 	BodyIdleTimeout time.Duration
-	Logger          *zap.Logger
-	Clock           clock.Clock
+	// AccessLog is which calls get a line: "all" (or empty), "sampled" or
+	// "off"; errors, replays and broken answers always do.
+	AccessLog string
+	Logger    *zap.Logger
+	Clock     clock.Clock
 }
 
 // Handler is the sidecar's http.Handler.
@@ -62,6 +65,7 @@ type Handler struct {
 	bodyIdle   time.Duration
 	notReady   atomic.Bool
 	inFlight   inFlight
+	accessLog  accessLog
 }
 
 // New builds the sidecar's handler over a table of routes.
@@ -70,15 +74,16 @@ func New(opts Options) (*Handler, error) {
 		return nil, errors.New("no route table")
 	}
 	h := &Handler{
-		routes:   opts.Routes,
-		oauth:    opts.OAuth,
-		admin:    opts.Admin,
-		detail:   opts.Detail,
-		metrics:  opts.Metrics,
-		observer: opts.Observer,
-		log:      opts.Logger,
-		clock:    opts.Clock,
-		bodyIdle: opts.BodyIdleTimeout,
+		routes:    opts.Routes,
+		oauth:     opts.OAuth,
+		admin:     opts.Admin,
+		detail:    opts.Detail,
+		metrics:   opts.Metrics,
+		observer:  opts.Observer,
+		log:       opts.Logger,
+		clock:     opts.Clock,
+		bodyIdle:  opts.BodyIdleTimeout,
+		accessLog: accessLog{mode: opts.AccessLog},
 	}
 	if h.bodyIdle <= 0 {
 		h.bodyIdle = 30 * time.Second

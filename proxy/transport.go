@@ -184,12 +184,17 @@ func (t *tokenTransport) tokenRefused(resp *http.Response) bool {
 	return t.refused(resp.StatusCode, head)
 }
 
-// attempt sends one copy of req carrying accessToken. Its body is a new
-// reader over kept when the body was kept, else streamed.
+// attempt sends req carrying accessToken, its body a new reader over kept
+// when the body was kept, else streamed. req is the outbound request
+// ReverseProxy built, not the caller's: it is sent as it is, not cloned
+// again — every attempt sets the token, the body and the trace headers
+// anew, and a replay is sent only after the first answer's body is closed.
 func (t *tokenTransport) attempt(req *http.Request, accessToken string, kept *replayBuffer, streamed io.ReadCloser) (*http.Response, error) {
 	ctx, span := t.upstreamSpan(req)
-	out := req.Clone(ctx)
-	out.Trailer = req.Trailer // shared, not cloned: see the Rewrite
+	out := req
+	if span != nil {
+		out = req.WithContext(ctx)
+	}
 	switch {
 	case kept != nil:
 		out.Body = kept.reader()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -154,6 +155,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		Detail:          a.readyDetail,
 		ClientKeys:      cfg.Clients,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
+		AccessLog:       cfg.AccessLog,
 		Observer:        a.metrics,
 		Metrics:         a.metricsOnMainListener(),
 		Logger:          log.Named("proxy"),
@@ -340,20 +342,25 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 // NewLogger builds the logger the configuration asks for.
 func NewLogger(level, format string) (*zap.Logger, error) {
-	var zc zap.Config
-	if format == "console" {
-		zc = zap.NewDevelopmentConfig()
-	} else {
-		zc = zap.NewProductionConfig()
-		zc.EncoderConfig.TimeKey = "time"
-		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	}
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.Sampling = nil // every proxied call gets its line
-	zc.DisableStacktrace = true
-	return zc.Build()
+	if format == "console" {
+		zc := zap.NewDevelopmentConfig()
+		zc.Level = zap.NewAtomicLevelAt(lvl)
+		zc.DisableStacktrace = true
+		return zc.Build()
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "time"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	// Lines are written in batches — up to 256 KiB, at least every second
+	// — not one write(2) each: at tens of thousands of calls a second the
+	// access log's syscalls were a tenth of the sidecar's time. Sync, at
+	// exit, writes what is left; a process killed outright loses at most
+	// the last second.
+	out := &zapcore.BufferedWriteSyncer{WS: zapcore.Lock(os.Stderr), Size: 256 << 10, FlushInterval: time.Second}
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), out, lvl),
+		zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(os.Stderr))), nil
 }

@@ -20,10 +20,14 @@ import (
 
 // Config is the whole configuration.
 type Config struct {
-	ListenAddr     string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
-	RoutesList     string `env:"ROUTES"`
-	LogLevel       string `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat      string `env:"LOG_FORMAT" envDefault:"json"`
+	ListenAddr string `env:"LISTEN_ADDR" envDefault:"127.0.0.1:8080"`
+	RoutesList string `env:"ROUTES"`
+	LogLevel   string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat  string `env:"LOG_FORMAT" envDefault:"json"`
+	// AccessLog is which proxied calls get a log line: all, sampled (the
+	// first 10 each second, then one in 100) or off. Errors, replays and
+	// broken answers always do.
+	AccessLog      string `env:"ACCESS_LOG" envDefault:"all"`
 	MaxReplayBytes int64  `env:"MAX_REPLAY_BYTES" envDefault:"1048576"`
 	// ReplayBudgetBytes bounds the memory every call's kept bodies hold
 	// together; past it, bodies stream and are not replayed.
@@ -125,6 +129,10 @@ type Route struct {
 	// the fleet; empty: none. A call held back by it, or by a cool-down
 	// the vendor asked for, waits up to RateLimitMaxWait, else is
 	// answered 429. A vendor's pause is capped at RateLimitMaxCooldown.
+	// UpstreamMaxIdleConns is the route's pool of idle connections to its
+	// upstream; size it to the calls the route serves at once.
+	UpstreamMaxIdleConns int `env:"UPSTREAM_MAX_IDLE_CONNS" envDefault:"256"`
+
 	RateLimit            string        `env:"RATE_LIMIT"`
 	RateLimitMaxWait     time.Duration `env:"RATE_LIMIT_MAX_WAIT" envDefault:"0s"`
 	RateLimitMaxCooldown time.Duration `env:"RATE_LIMIT_MAX_COOLDOWN" envDefault:"5m"`
@@ -142,12 +150,15 @@ func (r Route) Rate() ratelimit.Rate {
 	return rate
 }
 
-// checkRateLimit checks the route's rate-limit settings.
-func (r Route) checkRateLimit() error {
+// checkLimits checks the route's pool and rate-limit settings.
+func (r Route) checkLimits() error {
 	if r.RateLimit != "" {
 		if _, err := ratelimit.ParseRate(r.RateLimit); err != nil {
 			return fmt.Errorf("%sRATE_LIMIT: %w", r.Prefix, err)
 		}
+	}
+	if r.UpstreamMaxIdleConns <= 0 {
+		return fmt.Errorf("%sUPSTREAM_MAX_IDLE_CONNS: must be a positive number of connections, got %d", r.Prefix, r.UpstreamMaxIdleConns)
 	}
 	if r.RateLimitMaxWait < 0 {
 		return fmt.Errorf("%sRATE_LIMIT_MAX_WAIT: must not be negative, got %s", r.Prefix, r.RateLimitMaxWait)
@@ -232,7 +243,7 @@ func LoadFrom(environ map[string]string) (*Config, error) {
 		if err := parse(&r, env.Options{Environment: environ, Prefix: r.Prefix}); err != nil {
 			return nil, err
 		}
-		if err := r.checkRateLimit(); err != nil {
+		if err := r.checkLimits(); err != nil {
 			return nil, err
 		}
 		if r.Preset == "" {
@@ -297,6 +308,11 @@ func parseRouteNames(list string) ([]string, error) {
 const maxReplayLimit = 64 << 20
 
 func (c *Config) check() error {
+	switch c.AccessLog {
+	case "all", "sampled", "off":
+	default:
+		return fmt.Errorf("ACCESS_LOG: unknown mode %q (want all, sampled or off)", c.AccessLog)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

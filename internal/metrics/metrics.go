@@ -4,7 +4,8 @@ package metrics
 
 import (
 	"net/http"
-	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,8 @@ type Metrics struct {
 	secretFiles     *prometheus.CounterVec
 	denied          *prometheus.CounterVec
 	rateLimited     *prometheus.CounterVec
+	// routes holds each route's request series (*routeSeries).
+	routes sync.Map
 }
 
 // New registers the collectors, the Go runtime's and the process's among
@@ -111,27 +114,72 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
-// knownMethods keeps the method label to a fixed set: a client sending
-// made-up methods must not grow the series without bound.
-var knownMethods = map[string]bool{
-	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true,
-}
-
-func codeClass(status int) string {
-	if status < 100 || status > 599 {
-		return "other"
-	}
-	return strconv.Itoa(status/100) + "xx"
-}
-
-// Request records one proxied request.
+// Request records one proxied request. The route's series are looked up
+// once each and kept (routeSeries): hashing three label values on every
+// call costs more than the rest of the bookkeeping.
 func (m *Metrics) Request(route, method string, status int, d time.Duration) {
-	if !knownMethods[method] {
-		method = "OTHER"
+	rs := m.seriesOf(route)
+	mi, ci := methodIndex(method), classIndex(status)
+	rs.requests[mi][ci].get(func() prometheus.Observer {
+		return counterObserver{m.requests.WithLabelValues(route, methods[mi], classes[ci])}
+	}).Observe(1)
+	rs.duration[ci].get(func() prometheus.Observer {
+		return m.duration.WithLabelValues(route, classes[ci])
+	}).Observe(d.Seconds())
+}
+
+// methods keeps the method label to a fixed set: a client sending made-up
+// methods must not grow the series without bound.
+var methods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}
+
+func methodIndex(method string) int {
+	for i, m := range methods[:len(methods)-1] {
+		if m == method {
+			return i
+		}
 	}
-	class := codeClass(status)
-	m.requests.WithLabelValues(route, method, class).Inc()
-	m.duration.WithLabelValues(route, class).Observe(d.Seconds())
+	return len(methods) - 1
+}
+
+var classes = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
+
+func classIndex(status int) int {
+	if status < 100 || status > 599 {
+		return len(classes) - 1
+	}
+	return status/100 - 1
+}
+
+// routeSeries are one route's request series, made on first use.
+type routeSeries struct {
+	requests [len(methods)][len(classes)]lazySeries
+	duration [len(classes)]lazySeries
+}
+
+type lazySeries struct {
+	p atomic.Pointer[prometheus.Observer]
+}
+
+func (l *lazySeries) get(make func() prometheus.Observer) prometheus.Observer {
+	if o := l.p.Load(); o != nil {
+		return *o
+	}
+	o := make()
+	l.p.Store(&o) // a race makes the same child twice: harmless
+	return o
+}
+
+// counterObserver lets a counter sit where an observer does.
+type counterObserver struct{ c prometheus.Counter }
+
+func (c counterObserver) Observe(float64) { c.c.Inc() }
+
+func (m *Metrics) seriesOf(route string) *routeSeries {
+	if rs, ok := m.routes.Load(route); ok {
+		return rs.(*routeSeries)
+	}
+	rs, _ := m.routes.LoadOrStore(route, &routeSeries{})
+	return rs.(*routeSeries)
 }
 
 // Replay records what followed a 401.

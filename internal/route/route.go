@@ -93,12 +93,12 @@ func New(rc config.Route, d Deps) (*Route, error) {
 		return nil, fmt.Errorf("%s%w", rc.Prefix, err)
 	}
 	tokenTransport := proxy.NewUpstreamTransport(d.TokenTimeout)
-	var upstream http.RoundTripper
+	// Each route has its own pool upstream, sized by its variable: one
+	// busy route does not crowd out another's idle connections.
+	upstream := proxy.NewPooledTransport(d.UpstreamTimeout, rc.UpstreamMaxIdleConns)
 	if tlsConfig != nil && (settings.TLSCertFile != "" || settings.TLSCAFile != "") {
-		tokenTransport.TLSClientConfig = tlsConfig
-		t := proxy.NewUpstreamTransport(d.UpstreamTimeout)
-		t.TLSClientConfig = tlsConfig.Clone()
-		upstream = t
+		proxy.WithTLS(tokenTransport, tlsConfig)
+		proxy.WithTLS(upstream, tlsConfig)
 	}
 	tokenClient := &http.Client{
 		Transport: tokenTransport,
