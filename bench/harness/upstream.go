@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -59,7 +61,9 @@ func startTLS(cert tls.Certificate, delay time.Duration, h2 bool) (*upstream, er
 	}
 	u := &upstream{URL: "https://localhost:" + portOf(ln.Addr())}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-	u.srv = &http.Server{Handler: u.handler(delay), ConnState: u.count, TLSConfig: cfg}
+	// Proxies that close idle connections mid-handshake are not the
+	// benchmark's business: no line per connection.
+	u.srv = &http.Server{Handler: u.handler(delay), ConnState: u.count, TLSConfig: cfg, ErrorLog: log.New(io.Discard, "", 0)}
 	if h2 {
 		cfg.NextProtos = []string{"h2", "http/1.1"}
 	} else {
