@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,6 +84,51 @@ func TestMarkerNoticesLostData(t *testing.T) {
 	if lost, _ := a.Check(ctx); lost {
 		t.Fatal("a reported the same loss twice")
 	}
+}
+
+// Regression: replicas starting together on an empty store each put a
+// marker of their own, the later overwriting the earlier, so the first
+// replica's next look found "another" marker and took the store for lost
+// (its rotating refreshes then waited for a recovery that was not one).
+func TestMarkerReplicasStartingTogether(t *testing.T) {
+	ctx := context.Background()
+	var both sync.WaitGroup
+	both.Add(2)
+	store := &interleaved{LockingStore: cache.NewMemory(), both: &both}
+	a, b := cache.NewMarker(store, "marker"), cache.NewMarker(store, "marker")
+	var wg sync.WaitGroup
+	for _, m := range []*cache.Marker{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.Check(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, m := range []*cache.Marker{a, b} {
+		if lost, err := m.Check(ctx); err != nil || lost {
+			t.Fatalf("nothing was lost: lost = %v, %v", lost, err)
+		}
+	}
+}
+
+// interleaved holds its first two reads until both were made: two
+// replicas that both find the store empty.
+type interleaved struct {
+	cache.LockingStore
+	both  *sync.WaitGroup
+	reads atomic.Int32
+}
+
+func (s *interleaved) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.LockingStore.Get(ctx, key)
+	if s.reads.Add(1) <= 2 {
+		s.both.Done()
+		s.both.Wait()
+	}
+	return v, err
 }
 
 func mustGet(t *testing.T, s cache.Store, key string) []byte {

@@ -96,7 +96,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 	}()
 	var storeLost func(context.Context) bool
 	if a.storeKind == "redis" {
-		a.marker = cache.NewMarker(a.store, "marker")
+		a.marker = cache.NewMarker(a.redis, "marker")
 		storeLost = a.storeLost
 	}
 	if a.tracing, err = tracing.FromEnv(context.Background()); err != nil {

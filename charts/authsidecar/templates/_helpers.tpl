@@ -51,13 +51,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The environment the ConfigMap holds: every non-secret setting. */}}
 {{- define "authsidecar.configData" -}}
-{{- $settings := dict "preset" "PRESET" "upstreamURL" "UPSTREAM_URL" "grant" "GRANT" "scope" "SCOPE" "clientID" "CLIENT_ID" "username" "USERNAME" "tokenURL" "TOKEN_URL" "refreshURL" "REFRESH_URL" "authorizeURL" "AUTHORIZE_URL" "redirectURL" "REDIRECT_URL" "revokeURL" "REVOKE_URL" "clientAuth" "CLIENT_AUTH" "tokenBody" "TOKEN_BODY" "inject" "INJECT" "queryParam" "QUERY_PARAM" "videoManagerID" "VIDEOMANAGER_ID" "auth" "AUTH" "rateLimit" "RATE_LIMIT" "rateLimitMaxWait" "RATE_LIMIT_MAX_WAIT" "rateLimitMaxCooldown" "RATE_LIMIT_MAX_COOLDOWN" -}}
+{{- $settings := dict "preset" "PRESET" "upstreamURL" "UPSTREAM_URL" "grant" "GRANT" "scope" "SCOPE" "clientID" "CLIENT_ID" "username" "USERNAME" "tokenURL" "TOKEN_URL" "refreshURL" "REFRESH_URL" "authorizeURL" "AUTHORIZE_URL" "redirectURL" "REDIRECT_URL" "revokeURL" "REVOKE_URL" "clientAuth" "CLIENT_AUTH" "tokenBody" "TOKEN_BODY" "inject" "INJECT" "queryParam" "QUERY_PARAM" "videoManagerID" "VIDEOMANAGER_ID" "auth" "AUTH" "rateLimit" "RATE_LIMIT" "rateLimitMaxWait" "RATE_LIMIT_MAX_WAIT" "rateLimitMaxCooldown" "RATE_LIMIT_MAX_COOLDOWN" "upstreamMaxIdleConns" "UPSTREAM_MAX_IDLE_CONNS" -}}
 {{- $shared := eq .Values.mode "shared" -}}
 {{- $delay := .Values.config.shutdownDelay | default (ternary "5s" "0s" $shared) -}}
 LISTEN_ADDR: {{ printf "%s:%v" (ternary "0.0.0.0" "127.0.0.1" $shared) .Values.port | quote }}
 ROUTES: {{ keys .Values.routes | sortAlpha | join "," | quote }}
 LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 LOG_FORMAT: {{ .Values.config.logFormat | quote }}
+ACCESS_LOG: {{ .Values.config.accessLog | quote }}
 MAX_REPLAY_BYTES: {{ .Values.config.maxReplayBytes | int64 | toString | quote }}
 UPSTREAM_TIMEOUT: {{ .Values.config.upstreamTimeout | quote }}
 TOKEN_TIMEOUT: {{ .Values.config.tokenTimeout | quote }}
