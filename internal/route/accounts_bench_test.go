@@ -16,17 +16,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/authsidecar/authsidecar/auth"
+	"github.com/authsidecar/authsidecar/cache"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
 // BenchmarkIdleAccounts is what 10,000 accounts on one route cost a
 // replica once each was called and all went idle: the keepers it holds
 // (bounded: the least recently used beyond maxLiveAccounts are dropped)
-// and, with the in-process store, the tokens kept in it. Run it once:
+// and, with the in-process store, the tokens kept in it. With
+// AUTHSIDECAR_TEST_REDIS set (host:port of a redis-server), the tokens are
+// kept there, sealed, as a fleet keeps them, and the replica's RSS is all
+// its own. Run it once:
 //
 //	go test -run '^$' -bench IdleAccounts -benchtime 1x ./internal/route
 func BenchmarkIdleAccounts(b *testing.B) {
+	b.Run("in-process", func(b *testing.B) { idleAccounts(b, nil) })
+	if addr := os.Getenv("AUTHSIDECAR_TEST_REDIS"); addr != "" {
+		b.Run("redis", func(b *testing.B) {
+			client := redis.NewClient(&redis.Options{Addr: addr})
+			defer client.Close()
+			prefix := fmt.Sprintf("bench-%d:", time.Now().UnixNano())
+			sealer, err := cache.NewSealer(make([]byte, 32))
+			if err != nil {
+				b.Fatal(err)
+			}
+			idleAccounts(b, cache.NewSealed(cache.NewRedis(client, prefix), sealer))
+		})
+	}
+}
+
+func idleAccounts(b *testing.B, store cache.LockingStore) {
 	const accounts = 10000
 	token := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Access tokens the size of a vendor's JWT.
@@ -38,7 +60,7 @@ func BenchmarkIdleAccounts(b *testing.B) {
 	for range b.N {
 		tab, err := build(b, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example",
 			"API_TOKEN_URL": token.URL + "/token", "API_CLIENT_ID": "cid", "API_CLIENT_SECRET": "secret",
-			"API_REFRESH_TOKEN": "own"}, nil)
+			"API_REFRESH_TOKEN": "own"}, store)
 		if err != nil {
 			b.Fatal(err)
 		}
