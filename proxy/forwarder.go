@@ -193,10 +193,15 @@ const DefaultIdleConnsPerHost = 256
 // where the vendor offers it (ALPN).
 func NewPooledTransport(responseHeaderTimeout time.Duration, idlePerHost int) *http.Transport {
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSClientConfig:       &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(0)},
+		Proxy:             http.ProxyFromEnvironment,
+		DialContext:       (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2: true,
+		TLSClientConfig:   &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(0)},
+		// The caller's Accept-Encoding goes upstream as it is. Without
+		// this, a caller that asked for none made the transport ask for
+		// gzip and inflate every answer on the way back: CPU spent, and a
+		// body the caller would have taken compressed.
+		DisableCompression:    true,
 		MaxIdleConns:          idlePerHost * 4,
 		MaxIdleConnsPerHost:   idlePerHost,
 		IdleConnTimeout:       90 * time.Second,
