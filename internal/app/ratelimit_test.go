@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/authsidecar/authsidecar/internal/config"
 	"go.uber.org/zap"
 )
@@ -257,4 +259,28 @@ func TestRateLimitHoldsTheFleetToTheRate(t *testing.T) {
 		t.Fatalf("the fleet sent %d calls in 10 s at 20/s; want 200 ± 5%%", got)
 	}
 	t.Logf("the fleet sent %d calls in 10 s at 20/s", got)
+}
+
+// A Redis that stops answering must not slow every call by the store's
+// timeout: the limiter lets calls through (it cannot count) and asks the
+// store again only after a pause.
+func TestRateLimiterDoesNotWaitOnASlowStore(t *testing.T) {
+	mr := miniredis.RunT(t)
+	v := &pacedVendor{}
+	_, side := sidecar(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": serve(t, v), "API_ACCESS_TOKEN": "tok",
+		"API_RATE_LIMIT": "1000/s", "API_RATE_LIMIT_MAX_WAIT": "1s", "STORE_TIMEOUT": "300ms",
+		"REDIS_URL": "redis://" + slowProxy(t, mr.Addr(), 1500*time.Millisecond), "TOKEN_ENCRYPTION_KEY": testKey}, nil)
+	slow := 0
+	for range 20 {
+		start := time.Now()
+		if got := call(t, "GET", side+"/api/x", nil, nil); got.status != 200 {
+			t.Fatalf("a call with Redis slow: %d %s", got.status, got.body)
+		}
+		if time.Since(start) > 250*time.Millisecond {
+			slow++
+		}
+	}
+	if slow > 1 {
+		t.Fatalf("%d of 20 calls waited on the slow store", slow)
+	}
 }

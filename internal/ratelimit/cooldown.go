@@ -50,12 +50,12 @@ func (l *Limiter) untilFor(ctx context.Context, account string) time.Time {
 	l.mu.Lock()
 	c, ok := l.until[account]
 	l.mu.Unlock()
-	if l.cfg.Shared == nil || ok && now.Sub(c.checked) < recheckEvery {
+	if !l.sharedUp() || ok && now.Sub(c.checked) < recheckEvery {
 		return c.end
 	}
 	end, err := l.stored(ctx, account)
 	if err != nil && !errors.Is(err, cache.ErrNotFound) {
-		l.log.Warn("cool-down not read: the shared store failed", zap.Error(err))
+		l.sharedFailed("pauses other replicas saw are not read", err)
 		return c.end
 	}
 	l.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -82,6 +83,10 @@ type Limiter struct {
 	cfg Config
 	log *zap.Logger
 
+	// sharedDownUntil (Unix nanoseconds) is when the shared store may be
+	// asked again after it failed: until then calls do not wait on it.
+	sharedDownUntil atomic.Int64
+
 	mu sync.Mutex
 	// until is each account's cool-down end ("" the route's own); an
 	// entry, even a past one, means the store was asked (see untilFor).
@@ -150,22 +155,21 @@ func (l *Limiter) observe(reason, action string) {
 // how long until it may. reserved says the call holds its place (the
 // in-process limiter) and need not ask again after waiting.
 func (l *Limiter) take(ctx context.Context, account string, budget time.Duration) (wait time.Duration, reserved bool) {
-	if l.cfg.Shared != nil {
+	if l.sharedUp() {
 		ctx, cancel := context.WithTimeout(ctx, l.cfg.StoreTimeout)
 		defer cancel()
 		wait, err := l.cfg.Shared.Allow(ctx, "ratelimit:rate:"+l.cfg.Route+":"+account, l.cfg.Rate.N, l.cfg.Rate.Per, sharedBurst)
-		if err != nil {
-			// A limiter that cannot count lets calls through rather
-			// than stopping the route.
-			l.log.Warn("rate limit not counted: the shared store failed", zap.Error(err))
-			return 0, false
+		if err == nil {
+			return wait, false
 		}
-		return wait, false
+		// Counted in this process meanwhile: the rate holds per replica
+		// rather than per fleet, and no call waits on a failing store.
+		l.sharedFailed("the route's rate is counted by each replica", err)
 	}
 	l.mu.Lock()
 	lim, ok := l.local[account]
 	if !ok {
-		lim = rate.NewLimiter(rate.Every(l.cfg.Rate.Per/time.Duration(l.cfg.Rate.N)), 1)
+		lim = rate.NewLimiter(rate.Every(l.cfg.Rate.Per/time.Duration(l.cfg.Rate.N)), sharedBurst)
 		l.local[account] = lim
 	}
 	l.mu.Unlock()
@@ -178,7 +182,25 @@ func (l *Limiter) take(ctx context.Context, account string, budget time.Duration
 	return d, true
 }
 
-// sharedBurst is how many calls the fleet's counter lets through at once.
+// sharedRetry is how long a failed shared store is left alone.
+const sharedRetry = 5 * time.Second
+
+// sharedUp reports whether the shared store is to be asked now.
+func (l *Limiter) sharedUp() bool {
+	return l.cfg.Shared != nil && time.Now().UnixNano() >= l.sharedDownUntil.Load()
+}
+
+// sharedFailed leaves the shared store alone for sharedRetry, saying so
+// once per failure.
+func (l *Limiter) sharedFailed(meanwhile string, err error) {
+	next := time.Now().Add(sharedRetry).UnixNano()
+	if prev := l.sharedDownUntil.Swap(next); time.Now().UnixNano() >= prev {
+		l.log.Warn("the shared store failed; for "+sharedRetry.String()+" "+meanwhile, zap.Error(err))
+	}
+}
+
+// sharedBurst is how many calls the counter (the fleet's, or this
+// process's) lets through at once.
 // One more than a strict spacing: callers that waited race for the next
 // slot across the network, and a slot lost to that race would be lost for
 // good (GCRA keeps no credit), leaving the fleet a few percent under its
