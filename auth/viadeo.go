@@ -75,6 +75,7 @@ type viadeoGrant struct {
 	revokeURL   string
 	redirectURL string
 	consentPath string
+	account     bool // one of the route's accounts, not its own
 }
 
 // Fetch implements Grant. Viadeo tokens do not expire, so asked for a new
@@ -95,11 +96,16 @@ func (g *viadeoGrant) forAccount(consentPath string) Grant {
 	a := *g
 	a.configured = ""
 	a.consentPath = consentPath
+	a.account = true
 	return &a
 }
 
 func (g *viadeoGrant) consentError(reason string) error {
-	if g.consentPath == "" {
+	switch {
+	case g.consentPath != "":
+	case g.account:
+		reason += "; add the account again (authsidecar accounts add), or set VIADEO_REDIRECT_URL to give consent through the sidecar"
+	default:
 		reason += "; set a new VIADEO_ACCESS_TOKEN, or VIADEO_REDIRECT_URL to give consent through the sidecar"
 	}
 	return &ConsentError{Reason: reason, StartPath: g.consentPath}
