@@ -1,9 +1,11 @@
 package app
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	collector "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	common "go.opentelemetry.io/proto/otlp/common/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/authsidecar/authsidecar/internal/config"
@@ -46,6 +49,24 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	o.record(&req)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	out, _ := proto.Marshal(&collector.ExportTraceServiceResponse{})
+	w.Write(out)
+}
+
+// Export is the receiver over OTLP/gRPC.
+func (g grpcReceiver) Export(_ context.Context, req *collector.ExportTraceServiceRequest) (*collector.ExportTraceServiceResponse, error) {
+	g.o.record(req)
+	return &collector.ExportTraceServiceResponse{}, nil
+}
+
+type grpcReceiver struct {
+	collector.UnimplementedTraceServiceServer
+	o *otlpReceiver
+}
+
+func (o *otlpReceiver) record(req *collector.ExportTraceServiceRequest) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, rs := range req.ResourceSpans {
@@ -69,9 +90,6 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	out, _ := proto.Marshal(&collector.ExportTraceServiceResponse{})
-	w.Write(out)
 }
 
 func anyValue(v *common.AnyValue) string {
@@ -339,5 +357,28 @@ func TestTracedLogLinesAndForwardedTraceparent(t *testing.T) {
 	}
 	if got, _ := seen.Load("traceparent"); got != "" {
 		t.Errorf("the vendor saw the caller's traceparent %q", got)
+	}
+}
+
+// OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports the same spans over OTLP/gRPC.
+func TestTracesOverGRPC(t *testing.T) {
+	recv := &otlpReceiver{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	collector.RegisterTraceServiceServer(srv, grpcReceiver{o: recv})
+	go srv.Serve(ln)
+	defer srv.Stop()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	upstream := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	a, side := sidecar(t, map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": upstream, "API_ACCESS_TOKEN": "tok"}, nil)
+	call(t, "GET", side+"/api/x", nil, nil)
+	a.Close()
+	server, up := recv.named("proxy api"), recv.named("upstream")
+	if len(server) != 1 || len(up) != 1 || up[0].parent != server[0].id {
+		t.Fatalf("spans over gRPC: %d server, %d upstream", len(server), len(up))
 	}
 }
