@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/subtle"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -27,15 +28,7 @@ type ClientKey struct {
 
 // mayCall reports whether the key may call route.
 func (k *ClientKey) mayCall(route string) bool {
-	if len(k.Routes) == 0 {
-		return true
-	}
-	for _, r := range k.Routes {
-		if r == route {
-			return true
-		}
-	}
-	return false
+	return len(k.Routes) == 0 || slices.Contains(k.Routes, route)
 }
 
 // mayUse reports whether the key may use account (asked false: the
