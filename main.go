@@ -170,6 +170,7 @@ func serve() error {
 	if err != nil {
 		return fmt.Errorf("LISTEN_ADDR: %w", err)
 	}
+	app.ReleaseStartupPages(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := a.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {

@@ -33,3 +33,16 @@ func TuneRuntime(log *zap.Logger) {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 }
+
+// ReleaseStartupPages gives back the pages of the binary that only
+// start-up needed (package inits, configuration, route building), once the
+// sidecar is ready to serve: see releaseStartupPages. It logs what it did;
+// where the kernel cannot, the sidecar runs as before.
+func ReleaseStartupPages(log *zap.Logger) {
+	n, err := releaseStartupPages()
+	if err != nil {
+		log.Debug("start-up pages kept", zap.Error(err))
+		return
+	}
+	log.Debug("start-up pages released", zap.Int("mapped_bytes", n))
+}

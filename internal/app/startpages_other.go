@@ -1,0 +1,10 @@
+//go:build !linux
+
+package app
+
+import "errors"
+
+// releaseStartupPages is Linux's (MADV_PAGEOUT); elsewhere the pages stay.
+func releaseStartupPages() (int, error) {
+	return 0, errors.New("releasing start-up pages: only on Linux")
+}
