@@ -170,9 +170,9 @@ func serve() error {
 	if err != nil {
 		return fmt.Errorf("LISTEN_ADDR: %w", err)
 	}
-	app.ReleaseStartupPages(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go app.ReleaseStartupPages(ctx, log)
 	if err := a.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -136,6 +136,12 @@ func runWorkload(w workload, contenders []contender, rounds int, d time.Duration
 		if err := waitServing(port); err != nil {
 			return nil, fmt.Errorf("%s: %w (log in %s)", c.name, err, cdir)
 		}
+		// Idle is after start-up has settled (the sidecar gives back its
+		// start-up pages two seconds after it listens) and a call.
+		time.Sleep(3 * time.Second)
+		if err := waitServing(port); err != nil {
+			return nil, fmt.Errorf("%s: %w (log in %s)", c.name, err, cdir)
+		}
 		time.Sleep(200 * time.Millisecond)
 		r.res.idleRSS = memKiB(pids(cmd), "VmRSS") / 1024
 	}

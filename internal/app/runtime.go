@@ -1,9 +1,11 @@
 package app
 
 import (
+	"context"
 	"math"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"go.uber.org/zap"
@@ -34,15 +36,29 @@ func TuneRuntime(log *zap.Logger) {
 	}
 }
 
+// startupPagesAfter is how long after it starts listening the sidecar
+// gives back its start-up pages. Start-up probes run `authsidecar healthcheck`,
+// the same binary, every second until the sidecar is ready: pages a probe maps
+// at that moment stay in the page cache, and the sidecar's next page faults
+// map them back in with their neighbours. By now those probes have ended.
+const startupPagesAfter = 2 * time.Second
+
 // ReleaseStartupPages gives back the pages of the binary that only
-// start-up needed (package inits, configuration, route building), once the
-// sidecar is ready to serve: see releaseStartupPages. It logs what it did;
-// where the kernel cannot, the sidecar runs as before.
-func ReleaseStartupPages(log *zap.Logger) {
-	n, err := releaseStartupPages()
+// start-up needed (package inits, configuration, route building), shortly
+// after the sidecar is ready to serve: see releaseStartupPages. It logs what
+// it did; where the kernel cannot, the sidecar runs as before.
+func ReleaseStartupPages(ctx context.Context, log *zap.Logger) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(startupPagesAfter):
+	}
+	before := residentFileBytes()
+	mapped, err := releaseStartupPages()
 	if err != nil {
 		log.Debug("start-up pages kept", zap.Error(err))
 		return
 	}
-	log.Debug("start-up pages released", zap.Int("mapped_bytes", n))
+	log.Debug("start-up pages released", zap.Int("mapped_bytes", mapped),
+		zap.Int64("resident_before_bytes", before), zap.Int64("resident_after_bytes", residentFileBytes()))
 }

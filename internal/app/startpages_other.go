@@ -8,3 +8,5 @@ import "errors"
 func releaseStartupPages() (int, error) {
 	return 0, errors.New("releasing start-up pages: only on Linux")
 }
+
+func residentFileBytes() int64 { return 0 }
