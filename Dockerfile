@@ -8,13 +8,11 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-# .ci/run runs this very line to check both binaries are static. The
-# injector is a program of its own (run as `authsidecar injector`) so that
-# the sidecar does not carry the Kubernetes API types.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/ . ./internal/injector/cmd/authsidecar-injector
+# .ci/run runs this very line to check the binary is static.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/authsidecar .
 
 FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/authsidecar /out/authsidecar-injector /
+COPY --from=build /out/authsidecar /authsidecar
 # nonroot: 65532:65532
 USER 65532:65532
 # As a sidecar it listens on the pod's loopback; shared mode sets

@@ -35,3 +35,17 @@ func TestHealthcheck(t *testing.T) {
 		t.Fatal("no sidecar passed the health check")
 	}
 }
+
+// `authsidecar injector` is the injector itself, configured by INJECTOR_*
+// variables: a bad setting stops it with the variable's name.
+func TestInjectorSubcommand(t *testing.T) {
+	t.Setenv("INJECTOR_SIDECAR_IMAGE", "")
+	t.Setenv("INJECTOR_LISTEN_ADDR", ":bad")
+	err := run([]string{"injector"})
+	if err == nil || !strings.Contains(err.Error(), "injector: configuration: INJECTOR_SIDECAR_IMAGE") {
+		t.Fatalf("injector with no sidecar image: %v", err)
+	}
+	if err := run([]string{"injector", "--port", "1"}); err == nil || !strings.Contains(err.Error(), "INJECTOR_* variables") {
+		t.Fatalf("injector with arguments: %v", err)
+	}
+}
