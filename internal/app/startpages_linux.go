@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +30,16 @@ import (
 // is asked only of mappings with no private copy of any page (a binary
 // relocated at load time has some); a static Go binary's have none.
 func releaseStartupPages() (int, error) {
-	ranges, err := executableMappings()
+	exe, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return 0, fmt.Errorf("finding the executable: %w", err)
+	}
+	defer exe.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(exe.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("finding the executable: %w", err)
+	}
+	ranges, err := executableMappings(st.Ino)
 	if err != nil {
 		return 0, err
 	}
@@ -50,42 +58,25 @@ func releaseStartupPages() (int, error) {
 		}
 		released += int(r.size)
 	}
-	dropCachedPages()
+	// Drop the executable's pages that no process maps from the page
+	// cache. Otherwise each page read back maps up to 64 KiB of cached
+	// neighbours with it (fault-around), and a few calls bring back most of
+	// what was released. Pages other processes map (sidecars of the same
+	// image on the node) are kept.
+	_ = unix.Fadvise(int(exe.Fd()), 0, 0, unix.FADV_DONTNEED)
 	return released, nil
 }
 
-// dropCachedPages asks the kernel to drop the executable's pages that no
-// process maps from the page cache. Otherwise each page read back maps up to
-// 64 KiB of cached neighbours with it (fault-around), and a few calls bring
-// back most of what was released. Pages other processes map (sidecars of the
-// same image on the node) are kept.
-func dropCachedPages() {
-	f, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
-}
-
-// executableMappings returns this process's read-only mappings of its own
-// executable (found by inode) that hold no private copy of any page.
-func executableMappings() ([]mapping, error) {
-	exe, err := os.Stat("/proc/self/exe")
-	if err != nil {
-		return nil, fmt.Errorf("finding the executable: %w", err)
-	}
-	st, ok := exe.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil, errors.New("finding the executable: no inode")
-	}
+// executableMappings returns this process's read-only mappings of the
+// executable file with inode ino that hold no private copy of any page.
+func executableMappings(ino uint64) ([]mapping, error) {
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return nil, fmt.Errorf("reading the mappings: %w", err)
 	}
 	defer f.Close()
 	var ranges []mapping
-	var current *mapping // the executable's read-only mapping being read
+	inExe := false // the lines read belong to the last mapping in ranges
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -94,11 +85,11 @@ func executableMappings() ([]mapping, error) {
 		}
 		if !strings.HasSuffix(fields[0], ":") {
 			// A mapping's first line: address perms offset dev inode path.
-			current = nil
+			inExe = false
 			if len(fields) < 6 || strings.Contains(fields[1], "w") {
 				continue
 			}
-			if inode, err := strconv.ParseUint(fields[4], 10, 64); err != nil || inode != st.Ino {
+			if inode, err := strconv.ParseUint(fields[4], 10, 64); err != nil || inode != ino {
 				continue
 			}
 			lo, hi, _ := strings.Cut(fields[0], "-")
@@ -108,12 +99,12 @@ func executableMappings() ([]mapping, error) {
 				continue
 			}
 			ranges = append(ranges, mapping{uintptr(start), uintptr(end - start)})
-			current = &ranges[len(ranges)-1]
+			inExe = true
 			continue
 		}
-		if current != nil && fields[0] == "Anonymous:" && (len(fields) < 2 || fields[1] != "0") {
+		if inExe && fields[0] == "Anonymous:" && (len(fields) < 2 || fields[1] != "0") {
 			ranges = ranges[:len(ranges)-1] // a private copy: leave it alone
-			current = nil
+			inExe = false
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -4,7 +4,7 @@ package app
 
 import "errors"
 
-// releaseStartupPages is Linux's (MADV_PAGEOUT); elsewhere the pages stay.
+// releaseStartupPages is Linux's (madvise, fadvise); elsewhere the pages stay.
 func releaseStartupPages() (int, error) {
 	return 0, errors.New("releasing start-up pages: only on Linux")
 }
