@@ -153,23 +153,22 @@ func (e *Engine) Forwarder(r Route) (*Forwarder, error) {
 }
 
 // copyBuffers recycles the buffers answers are copied through.
-var copyBuffers = &bufferPoolAdapter{pool: sync.Pool{New: func() any {
-	b := make([]byte, 32<<10)
-	return &b
-}}}
+var copyBuffers = &bufferPoolAdapter{pool: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 
-// bufferPoolAdapter is a sync.Pool as an httputil.BufferPool; it keeps
-// pointers to slices so Put does not allocate.
+const copyBufferSize = 32 << 10
+
+// bufferPoolAdapter is a sync.Pool as an httputil.BufferPool. It keeps
+// pointers to arrays: a slice put back converts to one without allocating,
+// where a pointer to a slice header would escape on every answer.
 type bufferPoolAdapter struct{ pool sync.Pool }
 
-func (p *bufferPoolAdapter) Get() []byte { return *p.pool.Get().(*[]byte) }
+func (p *bufferPoolAdapter) Get() []byte { return p.pool.Get().(*[copyBufferSize]byte)[:] }
 
 func (p *bufferPoolAdapter) Put(b []byte) {
-	if cap(b) != 32<<10 {
+	if cap(b) != copyBufferSize {
 		return
 	}
-	b = b[:cap(b)]
-	p.pool.Put(&b)
+	p.pool.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
 }
 
 // NewUpstreamTransport is the transport to vendors and token endpoints:

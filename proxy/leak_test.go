@@ -34,7 +34,8 @@ func queryRoute(t *testing.T, upstream string, refused func(int, []byte) bool) *
 }
 
 func containsToken(s string) bool {
-	for _, f := range secretForms(queryToken) {
+	forms, n := secretForms(queryToken)
+	for _, f := range forms[:n] {
 		if strings.Contains(s, f) {
 			return true
 		}

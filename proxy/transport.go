@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -229,10 +230,10 @@ func scrubbed(resp *http.Response, accessToken string) *http.Response {
 	if resp == nil || accessToken == "" {
 		return resp
 	}
-	forms := secretForms(accessToken)
+	forms, n := secretForms(accessToken)
 	for name, values := range resp.Header {
 		for i, v := range values {
-			for _, f := range forms {
+			for _, f := range forms[:n] {
 				if strings.Contains(v, f) {
 					v = strings.ReplaceAll(v, f, "REDACTED")
 					resp.Header[name][i] = v
@@ -243,16 +244,18 @@ func scrubbed(resp *http.Response, accessToken string) *http.Response {
 	return resp
 }
 
-// secretForms are the ways a token can appear in text: as it is, and
-// escaped for a query or a path.
-func secretForms(secret string) []string {
-	forms := []string{secret}
-	for _, f := range []string{url.QueryEscape(secret), url.PathEscape(secret)} {
-		if f != secret {
-			forms = append(forms, f)
+// secretForms are the ways a token can appear in text — as it is, and
+// escaped for a query or a path — the first n of forms, each once. An
+// array, not a slice: every answer is scrubbed, and this allocates nothing
+// for a token that needs no escaping.
+func secretForms(secret string) (forms [3]string, n int) {
+	for _, f := range [3]string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+		if !slices.Contains(forms[:n], f) {
+			forms[n] = f
+			n++
 		}
 	}
-	return forms
+	return forms, n
 }
 
 // redactedError is an error whose text had a secret removed; errors.Is and
@@ -272,7 +275,8 @@ func withoutSecret(err error, secret string) error {
 		return err
 	}
 	text := err.Error()
-	for _, f := range secretForms(secret) {
+	forms, n := secretForms(secret)
+	for _, f := range forms[:n] {
 		text = strings.ReplaceAll(text, f, "REDACTED")
 	}
 	if text == err.Error() {
