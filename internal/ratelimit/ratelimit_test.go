@@ -45,6 +45,7 @@ func TestPausesVendorsAskFor(t *testing.T) {
 		{"absurd, capped", 429, map[string]string{"Retry-After": "99999999999"}, 5 * time.Minute},
 		{"X-RateLimit-Remaining 0, reset as Unix time", 200, map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": fmt.Sprint(now.Add(30 * time.Second).Unix())}, 30 * time.Second},
 		{"RateLimit-Remaining 0, reset in seconds", 200, map[string]string{"RateLimit-Remaining": "0", "RateLimit-Reset": "12"}, 12 * time.Second},
+		{"X-Rate-Limit-Remaining 0, reset in seconds", 200, map[string]string{"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": "5"}, 5 * time.Second},
 		{"remaining above zero", 200, map[string]string{"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "12"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +67,18 @@ func TestPausesVendorsAskFor(t *testing.T) {
 				t.Fatalf("another account was held back: %v", err)
 			}
 		})
+	}
+}
+
+// Every answer is read for a pause, so one that asks for none must cost
+// next to nothing: building and canonicalising the header names per answer
+// was 2% of the sidecar's CPU under load.
+func TestAnswerAskingNoPauseAllocatesNothing(t *testing.T) {
+	l := New(Config{Route: "api", MaxCooldown: time.Minute})
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{
+		"Content-Type": {"application/json"}, "X-Ratelimit-Remaining": {"41"}, "X-Ratelimit-Reset": {"30"}}}
+	if n := testing.AllocsPerRun(100, func() { l.Answered(context.Background(), "acme", resp) }); n != 0 {
+		t.Fatalf("%v allocations per answer, want none", n)
 	}
 }
 
