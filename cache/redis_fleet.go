@@ -46,7 +46,7 @@ func (r *Redis) Subscribe(ctx context.Context, channel string, handle func([]byt
 			if ready != nil {
 				ready()
 			}
-			r.listen(ctx, sub.Channel(), client, handle)
+			r.listen(ctx, sub.ChannelWithSubscriptions(), client, handle, ready)
 		}
 		_ = sub.Close()
 		select {
@@ -57,17 +57,26 @@ func (r *Redis) Subscribe(ctx context.Context, channel string, handle func([]byt
 }
 
 // listen hands messages on until ctx ends, the subscription closes, or the
-// store moved to another server.
-func (r *Redis) listen(ctx context.Context, messages <-chan *redis.Message, client redis.UniversalClient, handle func([]byte)) {
+// store moved to another server. go-redis makes a subscription again by
+// itself after a lost connection; what was published meanwhile is lost, so
+// ready is called then too.
+func (r *Redis) listen(ctx context.Context, messages <-chan any, client redis.UniversalClient, handle func([]byte), ready func()) {
 	moved := time.NewTicker(time.Second)
 	defer moved.Stop()
 	for {
 		select {
-		case msg, ok := <-messages:
+		case m, ok := <-messages:
 			if !ok {
 				return
 			}
-			handle([]byte(msg.Payload))
+			switch m := m.(type) {
+			case *redis.Message:
+				handle([]byte(m.Payload))
+			case *redis.Subscription:
+				if m.Kind == "subscribe" && ready != nil {
+					ready()
+				}
+			}
 		case <-moved.C:
 			if r.client() != client {
 				return

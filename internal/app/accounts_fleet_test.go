@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -179,4 +181,152 @@ func TestThousandAccountsEachFetchedOnce(t *testing.T) {
 		t.Errorf("%d token requests for %d accounts; refused: %v", got, n, strings.Join(vendor.refused[:min(5, len(vendor.refused))], "; "))
 		vendor.mu.Unlock()
 	}
+}
+
+// An account removed by the operator's command — a process of its own,
+// serving nothing — stops at once on every replica of the fleet, though each
+// holds its token in memory and the vendor still honours it (no revocation
+// endpoint); the other accounts go on. A replica whose subscription was cut
+// when a removal was announced looks the account up again before serving it.
+func TestRemovedAccountStopsOnEveryReplica(t *testing.T) {
+	rs := startRedis(t)
+	v := newFositeVendor(t, "owner", "alice", "bob", "carol")
+	env := v.env(t, "owner")
+	env["REDIS_URL"], env["TOKEN_ENCRYPTION_KEY"] = "redis://"+rs.addr(), testKey
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	link := newTCPLink(t, rs.addr())
+	replicaEnv := maps.Clone(env)
+	replicaEnv["REDIS_URL"] = "redis://" + link.addr()
+	var replicas []string
+	for range 2 {
+		a, url := sidecar(t, replicaEnv, nil)
+		go a.listenToFleet(ctx)
+		replicas = append(replicas, url)
+	}
+	operator, _ := sidecar(t, env, nil)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		if err := operator.AddAccount(ctx, "api", u, v.refreshTokenFor(t, u), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serves := func(url, user string) {
+		t.Helper()
+		if status, body, err := callAs(url, user); err != nil || status != 200 || body != "ok "+user {
+			t.Fatalf("as %s: %d %q %v", user, status, body, err)
+		}
+	}
+	stops := func(url, user string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			status, body, err := callAs(url, user)
+			if err == nil && status == http.StatusNotFound && strings.Contains(body, "unknown_account") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still served after its removal: %d %q %v", user, status, body, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the subscriptions are made
+	for _, url := range replicas {
+		serves(url, "alice")
+		serves(url, "bob")
+		serves(url, "carol")
+	}
+
+	if revoked, err := operator.RevokeAccount(ctx, "api", "alice"); err != nil || revoked {
+		t.Fatalf("removing alice: revoked %v, %v", revoked, err)
+	}
+	for _, url := range replicas {
+		stops(url, "alice")
+		serves(url, "bob")
+	}
+
+	// A network blip between the replicas and Redis: bob is removed while
+	// they are cut off, and heard of by none; they reconnect after it.
+	link.cut()
+	if revoked, err := operator.RevokeAccount(ctx, "api", "bob"); err != nil || revoked {
+		t.Fatalf("removing bob: revoked %v, %v", revoked, err)
+	}
+	for _, url := range replicas {
+		serves(url, "bob") // not heard: served from memory, as before
+	}
+	link.restore()
+	for _, url := range replicas {
+		stops(url, "bob")
+		serves(url, "carol")
+	}
+	if _, refusals := v.stats(); len(refusals) != 0 {
+		t.Fatalf("the vendor refused token requests: %v", refusals)
+	}
+}
+
+// tcpLink forwards connections to a server until cut: then it closes every
+// connection and refuses new ones until restored.
+type tcpLink struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newTCPLink(t *testing.T, target string) *tcpLink {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &tcpLink{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); l.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go l.forward(c)
+		}
+	}()
+	return l
+}
+
+func (l *tcpLink) addr() string { return l.ln.Addr().String() }
+
+func (l *tcpLink) forward(c net.Conn) {
+	l.mu.Lock()
+	if l.down {
+		l.mu.Unlock()
+		c.Close()
+		return
+	}
+	s, err := net.Dial("tcp", l.target)
+	if err != nil {
+		l.mu.Unlock()
+		c.Close()
+		return
+	}
+	l.conns = append(l.conns, c, s)
+	l.mu.Unlock()
+	go func() { io.Copy(s, c); s.Close() }()
+	io.Copy(c, s)
+	c.Close()
+}
+
+func (l *tcpLink) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.down = true
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.conns = nil
+}
+
+func (l *tcpLink) restore() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.down = false
 }

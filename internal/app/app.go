@@ -233,12 +233,15 @@ func (a *App) metricsOnMainListener() http.Handler {
 	return a.metrics.Handler()
 }
 
-// listenForCooldowns hears the pauses vendors asked of other replicas, so
-// this one holds back too; only with Redis (alone, a replica hears itself).
-func (a *App) listenForCooldowns(ctx context.Context) {
+// listenToFleet hears what other replicas announce: the pauses vendors
+// asked of them, so this one holds back too, and the accounts removed, so
+// this one stops serving them. Only with Redis (alone, a replica hears
+// itself).
+func (a *App) listenToFleet(ctx context.Context) {
 	if a.redis == nil {
 		return
 	}
+	go route.ListenForRemovals(ctx, a.redis.Subscribe, a.routes)
 	ratelimit.Listen(ctx, a.redis.Subscribe, func() map[string]*ratelimit.Limiter {
 		limiters := map[string]*ratelimit.Limiter{}
 		for _, rt := range a.routes.All() {
@@ -303,7 +306,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go a.watchStore(watchCtx, storeCheckEvery)
-	go a.listenForCooldowns(watchCtx)
+	go a.listenToFleet(watchCtx)
 	a.files.mu.Lock()
 	a.files.warm = map[string]context.CancelFunc{}
 	for _, rt := range a.routes.All() {

@@ -72,7 +72,7 @@ func fleet(t *testing.T, env map[string]string) []string {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { a.Close() })
-		go a.listenForCooldowns(ctx)
+		go a.listenToFleet(ctx)
 		urls = append(urls, serve(t, a.Handler()))
 	}
 	time.Sleep(100 * time.Millisecond) // the subscriptions are made

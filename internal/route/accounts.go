@@ -184,6 +184,16 @@ func (a *Accounts) removedElsewhere(ctx context.Context, name string) bool {
 	return true
 }
 
+// recheck makes every held account be looked up in the store at its next
+// call (its keeper and token are kept when it still exists).
+func (a *Accounts) recheck() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.live {
+		e.Value.(*liveAccount).known = false
+	}
+}
+
 // Live is how many accounts this replica holds in memory.
 func (a *Accounts) Live() int {
 	a.mu.Lock()
@@ -249,6 +259,7 @@ func (a *Accounts) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("removing account %s: %w", name, err)
 	}
 	a.drop(name)
+	a.announceRemoval(ctx, name)
 	if err := k.Forget(ctx); err != nil {
 		return fmt.Errorf("forgetting account %s's token: %w", name, err)
 	}

@@ -61,8 +61,9 @@ type Deps struct {
 	// whether the store lost its data (nil: it cannot).
 	Recovery  *auth.Recovery
 	StoreLost func(context.Context) bool
-	// Shared is the fleet's store for rate limits and cool-downs; nil
-	// without Redis (they are then this process's).
+	// Shared is the fleet's store for rate limits and cool-downs, and what
+	// account removals are announced through; nil without Redis (they are
+	// then this process's).
 	Shared       ratelimit.Shared
 	RateObserver ratelimit.Observer
 	StoreTimeout time.Duration
