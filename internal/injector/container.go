@@ -85,15 +85,16 @@ func volumes(s podSettings) []corev1.Volume {
 }
 
 // probe runs `authsidecar healthcheck` (or `healthcheck live`) in the
-// container.
+// container, as often as the chart's sidecar mode does: readiness every 5 s,
+// so a draining sidecar leaves the pod's endpoints as fast as a charted one.
 func probe(live bool) *corev1.Probe {
-	cmd := []string{"/authsidecar", "healthcheck"}
+	cmd, period := []string{"/authsidecar", "healthcheck"}, int32(5)
 	if live {
-		cmd = append(cmd, "live")
+		cmd, period = append(cmd, "live"), 10
 	}
 	return &corev1.Probe{
 		ProbeHandler:   corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: cmd}},
-		PeriodSeconds:  10,
+		PeriodSeconds:  period,
 		TimeoutSeconds: 3,
 	}
 }

@@ -250,6 +250,12 @@ func checkSidecar(t *testing.T, c *corev1.Container, port int32, configMap, secr
 	if c.ReadinessProbe.Exec == nil || c.LivenessProbe.Exec == nil || strings.Join(c.LivenessProbe.Exec.Command, " ") != "/authsidecar healthcheck live" {
 		t.Error("probes must run authsidecar healthcheck (the sidecar is on loopback)")
 	}
+	// As the chart's sidecar mode probes it: an injected sidecar must not
+	// be slower to leave or rejoin the pod's endpoints than a charted one.
+	if c.ReadinessProbe.PeriodSeconds != 5 || c.LivenessProbe.PeriodSeconds != 10 {
+		t.Errorf("readiness every %d s, liveness every %d s; the chart's sidecar: 5 and 10",
+			c.ReadinessProbe.PeriodSeconds, c.LivenessProbe.PeriodSeconds)
+	}
 	for _, p := range c.Ports {
 		if p.Name == "http" || p.ContainerPort != port {
 			t.Errorf("port %+v", p)
