@@ -212,16 +212,21 @@ func requestedPause(resp *http.Response, now time.Time) (time.Duration, string) 
 }
 
 // remainingHeaders are the rate-limit header families vendors send, their
-// keys canonical once here: every answer is read for them, and building
-// and canonicalising the names per answer was about 2% of the sidecar's CPU.
-var remainingHeaders = func() []struct{ name, remaining, reset string } {
-	var hs []struct{ name, remaining, reset string }
+// keys made canonical once here: every answer is read for them, and
+// building and canonicalising the names per answer was about 2% of the
+// sidecar's CPU.
+var remainingHeaders = func() []rateLimitHeaders {
+	var hs []rateLimitHeaders
 	for _, prefix := range []string{"X-RateLimit-", "RateLimit-", "X-Rate-Limit-"} {
-		hs = append(hs, struct{ name, remaining, reset string }{prefix + "Remaining",
-			http.CanonicalHeaderKey(prefix + "Remaining"), http.CanonicalHeaderKey(prefix + "Reset")})
+		hs = append(hs, rateLimitHeaders{name: prefix + "Remaining",
+			remaining: http.CanonicalHeaderKey(prefix + "Remaining"), reset: http.CanonicalHeaderKey(prefix + "Reset")})
 	}
 	return hs
 }()
+
+// rateLimitHeaders is one family: its name as logs give it, and its two
+// keys, canonical.
+type rateLimitHeaders struct{ name, remaining, reset string }
 
 // firstValue is Header.Get for a key already canonical.
 func firstValue(h http.Header, canonicalKey string) string {
