@@ -34,8 +34,16 @@ func freePort() string {
 	return portOf(ln.Addr())
 }
 
+// pinProxies, when set, is the CPU list every proxy is confined to (-pin):
+// with the load generator and the vendor stand-in on the other CPUs, a
+// proxy's figures are its own, not what it lost sharing cores with them.
+var pinProxies string
+
 func run(dir, name string, env []string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command(name, args...)
+	if pinProxies != "" {
+		cmd = exec.Command("taskset", append([]string{"-c", pinProxies, name}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), env...)
 	logf, err := os.Create(filepath.Join(dir, filepath.Base(name)+".log"))
 	if err != nil {

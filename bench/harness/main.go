@@ -27,9 +27,13 @@ func main() {
 	bareBin := flag.String("bare", "", "the bare httputil.ReverseProxy binary")
 	only := flag.String("workloads", "a,b-h1,b-h2", "workloads to run")
 	sidecarEnv := flag.String("sidecar-env", "", "extra variables for the sidecar, comma-separated (ACCESS_LOG=off)")
+	flag.StringVar(&pinProxies, "pin", "", "CPUs each proxy runs on (taskset -c); run the harness on the others: taskset -c 0 bench/run -pin 1")
 	flag.Parse()
 	if *sidecarEnv != "" {
 		extraSidecarEnv = strings.Split(*sidecarEnv, ",")
+	}
+	if _, err := exec.LookPath("taskset"); pinProxies != "" && err != nil {
+		log.Fatal("-pin needs taskset (util-linux)")
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk is not installed (apt-get install wrk)")
