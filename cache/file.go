@@ -71,9 +71,13 @@ func OpenFile(path string, now clock.Clock) (*File, error) {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	default:
 		var c fileContent
-		if err := json.Unmarshal(raw, &c); err != nil || c.Version != fileVersion {
+		if err := json.Unmarshal(raw, &c); err != nil {
 			lock.Close()
-			return nil, fmt.Errorf("%s is not an authsidecar token store (version %d)", path, fileVersion)
+			return nil, fmt.Errorf("reading %s: not an authsidecar token store: %w", path, err)
+		}
+		if c.Version != fileVersion {
+			lock.Close()
+			return nil, fmt.Errorf("reading %s: a token store of version %d; this authsidecar reads version %d", path, c.Version, fileVersion)
 		}
 		for k, e := range c.Entries {
 			f.entries[k] = e
@@ -105,7 +109,9 @@ func (f *File) persistLocked() error {
 		return fmt.Errorf("writing the token store: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, there is nothing to remove
-	if _, err := tmp.Write(raw); err == nil {
+	// One err through write, sync, close and rename: a write the disk
+	// refuses must stop the rename, or a truncated file replaces the store.
+	if _, err = tmp.Write(raw); err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,11 +60,15 @@ func TestFileStoreKeepsRotatedTokensAcrossRestarts(t *testing.T) {
 	if n := viewneo.Stats().TokenRequests["refresh_token"]; n != 1 {
 		t.Fatalf("%d refreshes for three starts within the token's life, want 1", n)
 	}
+	// The later starts serve the token the first one stored.
+	if issued[0] == "" || issued[1] != issued[0] || issued[2] != issued[0] {
+		t.Fatalf("three starts printed %d different tokens, want the stored one each time", len(slices.Compact(slices.Clone(issued))))
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range append(viewneo.Secrets(), demoClientSecret) {
+	for _, secret := range append(viewneo.Secrets(), demoClientSecret, issued[0]) {
 		if bytes.Contains(raw, []byte(secret)) {
 			t.Fatal("the store file holds a token in clear")
 		}
