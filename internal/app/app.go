@@ -99,7 +99,7 @@ func New(cfg *config.Config, log *zap.Logger, opts ...Option) (_ *App, err error
 		a.marker = cache.NewMarker(a.redis, "marker")
 		storeLost = a.storeLost
 	}
-	if a.tracing, err = tracing.FromEnv(context.Background()); err != nil {
+	if a.tracing, err = tracing.FromEnv(context.Background(), a.log); err != nil {
 		return nil, err
 	}
 	var tracer trace.Tracer // nil: off, at no cost

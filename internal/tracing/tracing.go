@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -22,6 +23,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"go.uber.org/zap"
 )
 
 // Name is the instrumentation scope of the sidecar's own spans.
@@ -57,8 +59,9 @@ func Off() *Tracing {
 // is set, unless OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none. The
 // exporter reads its own variables (endpoint, headers, timeout,
 // certificates); the SDK reads OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME and
-// OTEL_RESOURCE_ATTRIBUTES.
-func FromEnv(ctx context.Context) (*Tracing, error) {
+// OTEL_RESOURCE_ATTRIBUTES. What the SDK reports later (an export that
+// failed, spans dropped) goes to log.
+func FromEnv(ctx context.Context, log *zap.Logger) (*Tracing, error) {
 	getenv := os.Getenv
 	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" ||
 		strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") || getenv("OTEL_TRACES_EXPORTER") == "none" {
@@ -66,6 +69,9 @@ func FromEnv(ctx context.Context) (*Tracing, error) {
 	}
 	if e := getenv("OTEL_TRACES_EXPORTER"); e != "" && e != "otlp" {
 		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER: %q is not supported (otlp or none)", e)
+	}
+	if err := checkEnv(getenv); err != nil {
+		return nil, err
 	}
 	protocol := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 	variable := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
@@ -92,6 +98,11 @@ func FromEnv(ctx context.Context) (*Tracing, error) {
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
 	}
+	// The SDK's default handler prints with the standard library's logger:
+	// a line a JSON log pipeline cannot parse, at no level.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("tracing: the OpenTelemetry SDK reports an error", zap.Error(err))
+	}))
 	provider := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
 	return &Tracing{
 		Provider:   provider,
