@@ -215,7 +215,7 @@ func TestConsentShowsVendorRefusal(t *testing.T) {
 
 func TestConsentGuard(t *testing.T) {
 	t.Run("admin token required when set", func(t *testing.T) {
-		v := setupViadeo(t, map[string]string{"ADMIN_TOKEN": "operator-secret"}, false)
+		v := setupViadeo(t, map[string]string{"ADMIN_TOKEN": "operator-secret-0123456789"}, false)
 		if status, _ := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start"); status != http.StatusUnauthorized {
 			t.Fatalf("without the admin token: %d", status)
 		}
@@ -225,7 +225,7 @@ func TestConsentGuard(t *testing.T) {
 		if resp, _ := b.Do(req); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("with a wrong admin token: %d", resp.StatusCode)
 		}
-		req.SetBasicAuth("admin", "operator-secret")
+		req.SetBasicAuth("admin", "operator-secret-0123456789")
 		resp, err := b.Do(req)
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("with the admin token: %v %v", resp, err)
@@ -328,12 +328,12 @@ func TestConsentStartedUnconnectedCannotReplaceAConnection(t *testing.T) {
 // Regression: the admin token was taken from the query string, where it
 // ends up in history, logs and Referer headers.
 func TestAdminTokenIsNotTakenFromTheQuery(t *testing.T) {
-	v := setupViadeo(t, map[string]string{"ADMIN_TOKEN": "operator-secret"}, false)
-	if status, _ := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start?admin_token=operator-secret"); status != http.StatusUnauthorized {
+	v := setupViadeo(t, map[string]string{"ADMIN_TOKEN": "operator-secret-0123456789"}, false)
+	if status, _ := newBrowser(t).get(t, v.side.url+"/oauth/viadeo/start?admin_token=operator-secret-0123456789"); status != http.StatusUnauthorized {
 		t.Fatalf("admin token in the query: %d, want 401", status)
 	}
 	req, _ := http.NewRequest("GET", v.side.url+"/oauth/viadeo/start", nil)
-	req.Header.Set("X-Authsidecar-Admin-Token", "operator-secret")
+	req.Header.Set("X-Authsidecar-Admin-Token", "operator-secret-0123456789")
 	if resp, err := newBrowser(t).Do(req); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("admin token in its header: %v %v", resp, err)
 	}

@@ -112,6 +112,9 @@ func (a *App) applySecret(ctx context.Context, f config.SecretFile, value string
 		}
 		a.handler.SetClientKeys(keys)
 	case "ADMIN_TOKEN":
+		if err := config.CheckAdminToken(value); err != nil {
+			return fmt.Errorf("ADMIN_TOKEN_FILE: %w", err)
+		}
 		a.admin.Set(value)
 	case "TOKEN_ENCRYPTION_KEY", "TOKEN_ENCRYPTION_KEY_PREVIOUS":
 		if a.sealer == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,7 +119,7 @@ func TestSidecarSecretFilesApplyToTheNextCall(t *testing.T) {
 	o.AccessLifetime = time.Hour
 	veem := emulators.NewVeem(o)
 	veemURL := serve(t, veem)
-	vol := newSecretVolume(t, map[string]string{"keys": "caller-key-one-0123456789", "admin": "admin-token-one", "seal": testKey})
+	vol := newSecretVolume(t, map[string]string{"keys": "caller-key-one-0123456789", "admin": "admin-token-one-0123456789", "seal": testKey})
 	env := map[string]string{
 		"ROUTES": "veem", "VEEM_UPSTREAM_URL": veemURL, "VEEM_CLIENT_ID": demoClientID, "VEEM_CLIENT_SECRET": demoClientSecret,
 		"VEEM_REDIRECT_URL": "http://127.0.0.1:1/oauth/veem/callback", "VEEM_GRANT": "client_credentials",
@@ -143,17 +144,27 @@ func TestSidecarSecretFilesApplyToTheNextCall(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if k, c := withKey("caller-key-one-0123456789"), startConsent("admin-token-one"); k != 200 || c != http.StatusFound {
+	if k, c := withKey("caller-key-one-0123456789"), startConsent("admin-token-one-0123456789"); k != 200 || c != http.StatusFound {
 		t.Fatalf("the first key or admin token was refused: %d, %d", k, c)
 	}
 
-	vol.update(map[string]string{"keys": "caller-key-two-0123456789", "admin": "admin-token-two", "seal": otherTestKey})
+	vol.update(map[string]string{"keys": "caller-key-two-0123456789", "admin": "admin-token-two-0123456789", "seal": otherTestKey})
 	waitFor(t, "the new client key", func() bool { return withKey("caller-key-two-0123456789") == 200 })
 	if got := withKey("caller-key-one-0123456789"); got != http.StatusUnauthorized {
 		t.Fatalf("the retired client key: %d", got)
 	}
-	if startConsent("admin-token-one") != http.StatusUnauthorized || startConsent("admin-token-two") != http.StatusFound {
+	if startConsent("admin-token-one-0123456789") != http.StatusUnauthorized || startConsent("admin-token-two-0123456789") != http.StatusFound {
 		t.Fatal("the admin token did not follow its file")
+	}
+	// An admin token short enough to guess is refused, as at start-up; the
+	// one in use stays.
+	vol.update(map[string]string{"keys": "caller-key-two-0123456789", "admin": "admin", "seal": otherTestKey})
+	waitFor(t, "the short admin token refused", func() bool {
+		return strings.Contains(string(call(t, "GET", side+"/metrics", nil, nil).body),
+			`authsidecar_secret_file_errors_total{variable="ADMIN_TOKEN_FILE"} 1`)
+	})
+	if startConsent("admin") != http.StatusUnauthorized || startConsent("admin-token-two-0123456789") != http.StatusFound {
+		t.Fatal("a short admin token replaced the one in use")
 	}
 
 	// A token written now is sealed with the new key: a replica that knows
@@ -172,6 +183,7 @@ func TestSidecarSecretFilesApplyToTheNextCall(t *testing.T) {
 	env2 := maps.Clone(env)
 	delete(env2, "TOKEN_ENCRYPTION_KEY_FILE")
 	delete(env2, "CLIENT_KEYS_FILE")
+	delete(env2, "ADMIN_TOKEN_FILE") // holds the refused short token now
 	env2["TOKEN_ENCRYPTION_KEY"] = otherTestKey
 	_, second := sidecar(t, env2, clock)
 	call(t, "GET", second+"/veem/veem/v1.0/hello", nil, nil).echo(t)

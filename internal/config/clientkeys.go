@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -117,6 +118,17 @@ func checkRulesHaveKeys(rules map[string]KeyRule, keys []proxy.ClientKey) error 
 		if !slices.ContainsFunc(keys, func(k proxy.ClientKey) bool { return k.Name != "" && keyVariable(k.Name) == v }) {
 			return fmt.Errorf("CLIENT_KEY_%s_*: CLIENT_KEYS has no key named so (give it as NAME:KEY)", v)
 		}
+	}
+	return nil
+}
+
+// CheckAdminToken refuses an ADMIN_TOKEN short enough to guess: it opens the
+// admin API and may replace a route's connection, so it is held to the rule
+// of client keys. Empty is allowed (the admin API is then off). The error
+// never quotes the token.
+func CheckAdminToken(token string) error {
+	if token := strings.TrimSpace(token); token != "" && len(token) < 16 {
+		return errors.New("is shorter than 16 characters; make one with: openssl rand -base64 24")
 	}
 	return nil
 }

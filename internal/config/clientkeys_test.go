@@ -50,3 +50,17 @@ func TestClientKeyRules(t *testing.T) {
 		}
 	}
 }
+
+// ADMIN_TOKEN opens the admin API: one short enough to guess stops
+// start-up, under the rule of client keys, and the error does not quote it.
+func TestAdminTokenTooShort(t *testing.T) {
+	_, err := LoadFrom(map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example.com",
+		"API_ACCESS_TOKEN": "t", "ADMIN_TOKEN": "hunter2-admin"})
+	if err == nil || !strings.HasPrefix(err.Error(), "ADMIN_TOKEN:") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("err = %v, want one starting with ADMIN_TOKEN: that does not quote it", err)
+	}
+	if _, err := LoadFrom(map[string]string{"ROUTES": "api", "API_UPSTREAM_URL": "https://api.example.com",
+		"API_ACCESS_TOKEN": "t", "ADMIN_TOKEN": "hunter2-admin-0123456789"}); err != nil {
+		t.Fatalf("a 24-character admin token: %v", err)
+	}
+}

@@ -186,6 +186,9 @@ func (c *Config) check() error {
 	default:
 		return fmt.Errorf("LOG_FORMAT: unknown format %q (want json or console)", c.LogFormat)
 	}
+	if err := CheckAdminToken(c.AdminToken); err != nil {
+		return fmt.Errorf("ADMIN_TOKEN: %w", err)
+	}
 	if c.MaxReplayBytes < 0 || c.MaxReplayBytes > maxReplayLimit {
 		return fmt.Errorf("MAX_REPLAY_BYTES: must be between 0 and %d (64 MiB), got %d", int64(maxReplayLimit), c.MaxReplayBytes)
 	}
