@@ -224,15 +224,15 @@ func (c *Config) check() error {
 	if c.TokenStorePath != "" && c.TokenEncryptionKey == "" {
 		return errors.New("TOKEN_ENCRYPTION_KEY: is required when TOKEN_STORE_PATH is set, so no token reaches the file in clear; make one with: openssl rand -base64 32")
 	}
-	if c.TokenStorePath != "" {
-		if _, _, err := c.Keys(); err != nil {
-			return err
-		}
+	if c.RedisURL != "" && c.TokenEncryptionKey == "" {
+		return errors.New("TOKEN_ENCRYPTION_KEY: is required when REDIS_URL is set, so no token reaches Redis in clear; make one with: openssl rand -base64 32")
 	}
-	if c.RedisURL != "" {
-		if c.TokenEncryptionKey == "" {
-			return errors.New("TOKEN_ENCRYPTION_KEY: is required when REDIS_URL is set, so no token reaches Redis in clear; make one with: openssl rand -base64 32")
-		}
+	// Checked whenever given, store or not: a key that is not one would
+	// otherwise be found out only on the day a store is added.
+	if c.TokenEncryptionKey == "" && c.TokenEncryptionKeyPrevious != "" {
+		return errors.New("TOKEN_ENCRYPTION_KEY_PREVIOUS: is set without TOKEN_ENCRYPTION_KEY; the previous key only opens what it sealed, the current one seals")
+	}
+	if c.TokenEncryptionKey != "" {
 		if _, _, err := c.Keys(); err != nil {
 			return err
 		}

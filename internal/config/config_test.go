@@ -82,6 +82,11 @@ func TestRedisSettings(t *testing.T) {
 		{map[string]string{"REDIS_URL": "redis://r:6379", "TOKEN_ENCRYPTION_KEY": "c2hvcnQ="}, "TOKEN_ENCRYPTION_KEY: is 5 bytes"},
 		{map[string]string{"REDIS_URL": "redis://r:6379", "TOKEN_ENCRYPTION_KEY": goodKey, "TOKEN_ENCRYPTION_KEY_PREVIOUS": "!"}, "TOKEN_ENCRYPTION_KEY_PREVIOUS:"},
 		{map[string]string{"REDIS_MODE": "galaxy"}, "REDIS_MODE:"},
+		// A key is checked even before any store uses it.
+		{map[string]string{"TOKEN_ENCRYPTION_KEY": "c2hvcnQ="}, "TOKEN_ENCRYPTION_KEY: is 5 bytes"},
+		{map[string]string{"TOKEN_ENCRYPTION_KEY": goodKey, "TOKEN_ENCRYPTION_KEY_PREVIOUS": "!"}, "TOKEN_ENCRYPTION_KEY_PREVIOUS:"},
+		{map[string]string{"TOKEN_ENCRYPTION_KEY_PREVIOUS": goodKey}, "TOKEN_ENCRYPTION_KEY_PREVIOUS: is set without TOKEN_ENCRYPTION_KEY"},
+		{map[string]string{"TOKEN_ENCRYPTION_KEY": goodKey}, ""},
 		{map[string]string{"REDIS_URL": "redis://r:6379", "TOKEN_ENCRYPTION_KEY": goodKey}, ""},
 	}
 	for _, tt := range tests {
