@@ -103,6 +103,15 @@ func run(args []string) error {
 		cmd = args[0]
 	}
 	switch cmd {
+	case "serve", "demo", "version", "--version":
+		if len(args) > 1 {
+			// Configured by the environment: an argument is a mistake
+			// (a flag from another tool, a typo), not something to ignore.
+			fmt.Fprint(os.Stderr, usage)
+			return fmt.Errorf("%s takes no arguments (got %q); it is configured by environment variables", cmd, args[1:])
+		}
+	}
+	switch cmd {
 	case "serve":
 		return serve()
 	case "demo":
@@ -134,11 +143,17 @@ func run(args []string) error {
 		fmt.Fprint(os.Stderr, usage)
 		return errors.New("accounts: use accounts list ROUTE, or accounts add ROUTE NAME [--access-token] < token")
 	case "healthcheck":
-		path := "/readyz"
-		if len(args) > 1 && args[1] == "live" {
-			path = "/healthz"
+		// Strict: a liveness probe written "healthcheck ready" or
+		// "healthcheck --live" must not quietly check readiness, or a
+		// draining sidecar would be restarted.
+		switch {
+		case len(args) == 1:
+			return healthcheck("/readyz")
+		case len(args) == 2 && args[1] == "live":
+			return healthcheck("/healthz")
 		}
-		return healthcheck(path)
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("healthcheck takes nothing (readiness) or live (liveness), got %q", args[1:])
 	case "version", "--version":
 		fmt.Println(versionString())
 		return nil

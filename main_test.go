@@ -49,3 +49,19 @@ func TestInjectorSubcommand(t *testing.T) {
 		t.Fatalf("injector with arguments: %v", err)
 	}
 }
+
+// Commands configured by the environment refuse arguments rather than
+// ignore them; healthcheck takes only "live", so a liveness probe with a
+// typo does not quietly check readiness (a draining sidecar would be
+// restarted).
+func TestCommandsRefuseStrayArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"healthcheck", "ready"}, {"healthcheck", "--live"}, {"healthcheck", "live", "extra"},
+		{"serve", "--port", "9000"}, {"version", "extra"},
+	} {
+		err := run(args)
+		if err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%q: %v, want an error naming the command", args, err)
+		}
+	}
+}
