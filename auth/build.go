@@ -110,6 +110,9 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 		}
 	}
 
+	if err := checkRequestExtras(p, b.GrantType, s); err != nil {
+		return b, err
+	}
 	if p.Check != nil {
 		if err := p.Check(s, b.GrantType); err != nil {
 			return b, err
@@ -153,6 +156,7 @@ func genericGrant(s Settings, ep *Endpoint, g GrantType) (Grant, error) {
 	grant := &OAuth2Grant{
 		Type: g, Endpoint: ep,
 		TokenURL: s.TokenURL, RefreshURL: s.RefreshURL, Scope: s.Scope,
+		Audience: s.Audience, Resource: s.Resource,
 		Username: s.Username, Password: s.Password, RefreshToken: s.RefreshToken,
 		ConsentPath: s.ConsentPath, RevokeURL: s.RevokeURL,
 	}
@@ -164,6 +168,39 @@ func genericGrant(s Settings, ep *Endpoint, g GrantType) (Grant, error) {
 		grant.BuildPrimary, err = tokenExchangeRequest(s)
 	}
 	return grant, err
+}
+
+// checkRequestExtras refuses AUDIENCE, RESOURCE, REQUESTED_TOKEN_TYPE and
+// SUBJECT_TOKEN_TYPE where the route's token request would not carry them:
+// dropped without a word, they leave a token for the wrong API, or none.
+// The generic grant sends audience and resource with client_credentials,
+// password and token_exchange; a vendor preset builds its own requests.
+func checkRequestExtras(p Preset, g GrantType, s Settings) error {
+	sendsAudience := p.NewGrant == nil && (g == GrantClientCredentials || g == GrantPassword || g == GrantTokenExchange)
+	for _, x := range []struct {
+		setting, value string
+		sent           bool
+		where          string
+	}{
+		{"AUDIENCE", s.Audience, sendsAudience, "client_credentials, password or token_exchange"},
+		{"RESOURCE", s.Resource, sendsAudience, "client_credentials, password or token_exchange"},
+		{"REQUESTED_TOKEN_TYPE", s.RequestedTokenType, g == GrantTokenExchange, "token_exchange"},
+		{"SUBJECT_TOKEN_TYPE", s.SubjectTokenType, g == GrantTokenExchange, "token_exchange"},
+	} {
+		if x.value == "" || x.sent {
+			continue
+		}
+		if p.NewGrant != nil && x.where != "token_exchange" {
+			return settingErr(x.setting, "is not sent by preset %s, which builds its own token requests; the generic preset (oauth2) sends it with grant %s", p.Name, x.where)
+		}
+		return settingErr(x.setting, "is sent only with grant %s; this route's grant is %s", x.where, g)
+	}
+	if s.Resource != "" {
+		if u, err := url.Parse(s.Resource); err != nil || !u.IsAbs() || u.Fragment != "" {
+			return settingErr("RESOURCE", "must be an absolute URI without a fragment (RFC 8707), such as https://api.example.com")
+		}
+	}
+	return nil
 }
 
 // requireSettings returns an error naming the first empty setting.

@@ -60,8 +60,12 @@ type OAuth2Grant struct {
 	// RefreshURL is where refresh requests go, when not TokenURL.
 	RefreshURL string
 	Scope      string
-	Username   string
-	Password   string
+	// Audience and Resource (RFC 8707) go with the client_credentials and
+	// password requests when set: Auth0 and others issue a token for the
+	// API named so, and refuse or default without it.
+	Audience, Resource string
+	Username           string
+	Password           string
 	// RefreshToken is the configured refresh token, used until the keeper
 	// holds a newer one.
 	RefreshToken string
@@ -194,8 +198,10 @@ func (g *OAuth2Grant) primary(ctx context.Context) (Token, error) {
 			req.Params.Set("username", g.Username)
 			req.Params.Set("password", g.Password)
 		}
-		if g.Scope != "" {
-			req.Params.Set("scope", g.Scope)
+		for k, v := range map[string]string{"scope": g.Scope, "audience": g.Audience, "resource": g.Resource} {
+			if v != "" {
+				req.Params.Set(k, v)
+			}
 		}
 	}
 	if req.URL == "" {
