@@ -45,28 +45,11 @@ func newAudienceServer(t *testing.T) *audienceServer {
 	t.Cleanup(as.Close)
 	provider := compose.ComposeAllEnabled(&fosite.Config{AccessTokenLifespan: time.Hour,
 		GlobalSecret: []byte("a-global-secret-of-32-bytes-long"), TokenURL: as.URL + "/token"}, store, signing)
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		ar, err := provider.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
-		if err != nil {
-			provider.WriteAccessError(ctx, w, ar, err)
-			return
-		}
-		// As Hydra does: the audience asked for, checked against the
-		// client's by fosite above, is the token's.
-		for _, aud := range ar.GetRequestedAudience() {
-			ar.GrantAudience(aud)
-		}
-		resp, err := provider.NewAccessResponse(ctx, ar)
-		if err != nil {
-			provider.WriteAccessError(ctx, w, ar, err)
-			return
-		}
+	mux.Handle("/token", fositeTokenEndpoint(provider, func(ar fosite.AccessRequester) {
 		as.mu.Lock()
 		as.granted = append(as.granted, slices.Clone(ar.GetGrantedAudience()))
 		as.mu.Unlock()
-		provider.WriteAccessResponse(ctx, w, ar, resp)
-	})
+	}))
 	return as
 }
 

@@ -51,27 +51,39 @@ func newFositeServer(t *testing.T, keys map[string]*rsa.PrivateKey) *fositeServe
 	cfg := &fosite.Config{AccessTokenLifespan: time.Hour, GlobalSecret: []byte("a-global-secret-of-32-bytes-long"),
 		TokenURL: fs.URL + "/token", ScopeStrategy: fosite.HierarchicScopeStrategy}
 	provider := compose.ComposeAllEnabled(cfg, store, signing)
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/token", fositeTokenEndpoint(provider, func(fosite.AccessRequester) {
+		fs.mu.Lock()
+		fs.issued++
+		fs.mu.Unlock()
+	}))
+	mux.HandleFunc("/revoke", func(w http.ResponseWriter, r *http.Request) {
+		provider.WriteRevocationResponse(r.Context(), w, provider.NewRevocationRequest(r.Context(), r))
+	})
+	return fs
+}
+
+// fositeTokenEndpoint is fosite's token endpoint. Before the token is issued,
+// the audience asked for — checked against the client's by fosite — is
+// granted, as Hydra does; issued sees each request answered with a token.
+func fositeTokenEndpoint(provider fosite.OAuth2Provider, issued func(fosite.AccessRequester)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		ar, err := provider.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
 		if err != nil {
 			provider.WriteAccessError(ctx, w, ar, err)
 			return
 		}
+		for _, aud := range ar.GetRequestedAudience() {
+			ar.GrantAudience(aud)
+		}
 		resp, err := provider.NewAccessResponse(ctx, ar)
 		if err != nil {
 			provider.WriteAccessError(ctx, w, ar, err)
 			return
 		}
-		fs.mu.Lock()
-		fs.issued++
-		fs.mu.Unlock()
+		issued(ar)
 		provider.WriteAccessResponse(ctx, w, ar, resp)
 	})
-	mux.HandleFunc("/revoke", func(w http.ResponseWriter, r *http.Request) {
-		provider.WriteRevocationResponse(r.Context(), w, provider.NewRevocationRequest(r.Context(), r))
-	})
-	return fs
 }
 
 // setKeys is the client's registered public keys, by kid.
