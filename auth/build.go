@@ -91,6 +91,11 @@ func (p Preset) Build(name string, s Settings, client *http.Client, now clock.Cl
 
 	switch s.Inject {
 	case "", "header":
+		if s.QueryParam != "" {
+			// Dropped, it would leave the operator sure the token travels
+			// in the query string while it goes in the Authorization header.
+			return b, settingErr("QUERY_PARAM", "is used only with INJECT=query; this route sends the token in the Authorization header")
+		}
 	case "query":
 		b.QueryParam = s.QueryParam
 		if b.QueryParam == "" {

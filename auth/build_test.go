@@ -131,3 +131,18 @@ func TestRequestExtrasRefusedWhereNotSent(t *testing.T) {
 		t.Errorf("AUDIENCE on a vendor preset: %v", err)
 	}
 }
+
+// QUERY_PARAM without query injection stops start-up: the token would go in
+// the Authorization header while the operator expects the query string.
+func TestQueryParamNeedsQueryInjection(t *testing.T) {
+	s := Settings{UpstreamURL: "https://api.example.com/v1", AccessToken: "t", QueryParam: "token"}
+	var se *SettingError
+	if _, err := buildGeneric(t, s); !errors.As(err, &se) || se.Setting != "QUERY_PARAM" {
+		t.Fatalf("QUERY_PARAM with header injection: %v", err)
+	}
+	s.Inject = "query"
+	b, err := buildGeneric(t, s)
+	if err != nil || b.QueryParam != "token" {
+		t.Fatalf("QUERY_PARAM with INJECT=query: %q, %v", b.QueryParam, err)
+	}
+}
