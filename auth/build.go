@@ -181,24 +181,24 @@ func genericGrant(s Settings, ep *Endpoint, g GrantType) (Grant, error) {
 // The generic grant sends audience and resource with client_credentials,
 // password and token_exchange; a vendor preset builds its own requests.
 func checkRequestExtras(p Preset, g GrantType, s Settings) error {
-	sendsAudience := p.NewGrant == nil && (g == GrantClientCredentials || g == GrantPassword || g == GrantTokenExchange)
+	const audienceGrants = "client_credentials, password or token_exchange"
+	audienceGrant := g == GrantClientCredentials || g == GrantPassword || g == GrantTokenExchange
 	for _, x := range []struct {
-		setting, value string
-		sent           bool
-		where          string
+		setting, value, grants string
+		grantSends             bool
 	}{
-		{"AUDIENCE", s.Audience, sendsAudience, "client_credentials, password or token_exchange"},
-		{"RESOURCE", s.Resource, sendsAudience, "client_credentials, password or token_exchange"},
-		{"REQUESTED_TOKEN_TYPE", s.RequestedTokenType, g == GrantTokenExchange, "token_exchange"},
-		{"SUBJECT_TOKEN_TYPE", s.SubjectTokenType, g == GrantTokenExchange, "token_exchange"},
+		{"AUDIENCE", s.Audience, audienceGrants, audienceGrant},
+		{"RESOURCE", s.Resource, audienceGrants, audienceGrant},
+		{"REQUESTED_TOKEN_TYPE", s.RequestedTokenType, "token_exchange", g == GrantTokenExchange},
+		{"SUBJECT_TOKEN_TYPE", s.SubjectTokenType, "token_exchange", g == GrantTokenExchange},
 	} {
-		if x.value == "" || x.sent {
-			continue
+		switch {
+		case x.value == "":
+		case !x.grantSends:
+			return settingErr(x.setting, "is sent only with grant %s; this route's grant is %s", x.grants, g)
+		case p.NewGrant != nil:
+			return settingErr(x.setting, "is not sent by preset %s, which builds its own token requests; the generic preset (oauth2) sends it with grant %s", p.Name, x.grants)
 		}
-		if p.NewGrant != nil && x.where != "token_exchange" {
-			return settingErr(x.setting, "is not sent by preset %s, which builds its own token requests; the generic preset (oauth2) sends it with grant %s", p.Name, x.where)
-		}
-		return settingErr(x.setting, "is sent only with grant %s; this route's grant is %s", x.where, g)
 	}
 	if s.Resource != "" {
 		if u, err := url.Parse(s.Resource); err != nil || !u.IsAbs() || u.Fragment != "" {

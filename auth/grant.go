@@ -198,11 +198,7 @@ func (g *OAuth2Grant) primary(ctx context.Context) (Token, error) {
 			req.Params.Set("username", g.Username)
 			req.Params.Set("password", g.Password)
 		}
-		for k, v := range map[string]string{"scope": g.Scope, "audience": g.Audience, "resource": g.Resource} {
-			if v != "" {
-				req.Params.Set(k, v)
-			}
-		}
+		setGiven(req.Params, map[string]string{"scope": g.Scope, "audience": g.Audience, "resource": g.Resource})
 	}
 	if req.URL == "" {
 		req.URL = g.TokenURL
@@ -212,6 +208,15 @@ func (g *OAuth2Grant) primary(ctx context.Context) (Token, error) {
 		return Token{}, fmt.Errorf("%s grant: %w", g.Type, err)
 	}
 	return tok, nil
+}
+
+// setGiven sets the optional parameters that have a value.
+func setGiven(params url.Values, optional map[string]string) {
+	for k, v := range optional {
+		if v != "" {
+			params.Set(k, v)
+		}
+	}
 }
 
 // Exchange trades an authorization code for tokens (RFC 6749 section 4.1.3).

@@ -135,11 +135,7 @@ func tokenExchangeRequest(s Settings) (func() (TokenRequest, error), error) {
 			return TokenRequest{}, err
 		}
 		p := url.Values{"grant_type": {tokenExchangeGrantType}, "subject_token": {subject}, "subject_token_type": {subjectType}}
-		for k, v := range map[string]string{"audience": s.Audience, "resource": s.Resource, "requested_token_type": s.RequestedTokenType, "scope": s.Scope} {
-			if v != "" {
-				p.Set(k, v)
-			}
-		}
+		setGiven(p, map[string]string{"audience": s.Audience, "resource": s.Resource, "requested_token_type": s.RequestedTokenType, "scope": s.Scope})
 		if actorFile != nil {
 			actor, err := actorFile.read()
 			if err != nil {

@@ -89,8 +89,8 @@ func ClientKeys(given []string, rules map[string]KeyRule) ([]proxy.ClientKey, er
 		if name, key, ok := strings.Cut(k.Key, ":"); ok && keyName.MatchString(name) {
 			k.Name, k.Key = name, key
 		}
-		if len(k.Key) < 16 {
-			return nil, fmt.Errorf("key %d is shorter than 16 characters; make keys with: openssl rand -base64 24", i+1)
+		if len(k.Key) < minPresentedSecret {
+			return nil, fmt.Errorf("key %d %s", i+1, errTooShort)
 		}
 		for j := range keys {
 			if keys[j].Key == k.Key {
@@ -122,13 +122,20 @@ func checkRulesHaveKeys(rules map[string]KeyRule, keys []proxy.ClientKey) error 
 	return nil
 }
 
+// minPresentedSecret is the shortest client key or ADMIN_TOKEN taken: a
+// caller presents them on every call, so they must not be guessable.
+const minPresentedSecret = 16
+
+var errTooShort = errors.New("is shorter than 16 characters; make one with: openssl rand -base64 24")
+
 // CheckAdminToken refuses an ADMIN_TOKEN short enough to guess: it opens the
 // admin API and may replace a route's connection, so it is held to the rule
-// of client keys. Empty is allowed (the admin API is then off). The error
-// never quotes the token.
+// of client keys. Empty is allowed (the admin API is then off). The value
+// comes trimmed (from the environment or its file). The error never quotes
+// the token.
 func CheckAdminToken(token string) error {
-	if token := strings.TrimSpace(token); token != "" && len(token) < 16 {
-		return errors.New("is shorter than 16 characters; make one with: openssl rand -base64 24")
+	if token != "" && len(token) < minPresentedSecret {
+		return errTooShort
 	}
 	return nil
 }

@@ -91,8 +91,8 @@ func checkHeaders(v string) error {
 }
 
 func checkCertificates(prefix string, getenv func(string) string) error {
-	if name := prefix + "CERTIFICATE"; strings.TrimSpace(getenv(name)) != "" {
-		pem, err := os.ReadFile(strings.TrimSpace(getenv(name)))
+	if name, file := prefix+"CERTIFICATE", strings.TrimSpace(getenv(prefix+"CERTIFICATE")); file != "" {
+		pem, err := os.ReadFile(file)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
