@@ -25,11 +25,17 @@ const defaultGCPercent = 200
 // win (and AUTOMEMLIMIT=off leaves the limit alone).
 func TuneRuntime(log *zap.Logger) {
 	limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
+	// With GOMEMLIMIT set, memlimit leaves the runtime's limit as it is and
+	// returns it: the line must say where it came from.
+	from := "90% of the container's (cgroup) limit"
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		from = "GOMEMLIMIT"
+	}
 	switch {
 	case err != nil:
 		log.Debug("no memory limit from a cgroup; GOMEMLIMIT unset", zap.Error(err))
 	case limit > 0 && limit < math.MaxInt64:
-		log.Info("soft memory limit from the container's", zap.Int64("gomemlimit_bytes", limit))
+		log.Info("soft memory limit", zap.Int64("gomemlimit_bytes", limit), zap.String("from", from))
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
